@@ -1,0 +1,366 @@
+"""The ``gflowzoo`` command line (typer + rich).
+
+Nothing heavy is imported at module level: ``gflowzoo --help`` and ``gflowzoo list`` never import torch. Commands
+import what they need inside their bodies.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import sys
+from pathlib import Path
+from typing import Annotated, Any, Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from .errors import GflowzooError, UserError, unknown_name
+from .registry import KINDS
+
+app = typer.Typer(
+    name="gflowzoo",
+    help="A zoo of kernel-discrepancy generative models: MMD gradient flows (DMMD) and MMD GANs.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+)
+console = Console()
+err_console = Console(stderr=True)
+
+
+def handle_errors(fn):
+    """Turn gflowzoo's own errors into a one-block message and an exit code (2 for user mistakes)."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except GflowzooError as exc:
+            err_console.print(f"[bold red]Error:[/] {exc}", highlight=False, soft_wrap=True)
+            raise typer.Exit(exc.exit_code) from None
+
+    return wrapper
+
+
+def _state():
+    from .plugins import get_state
+
+    return get_state()
+
+
+def _kind(kind: str) -> str:
+    k = kind.strip().lower()
+    if k in KINDS:
+        return k
+    for name, plural in KINDS.items():
+        if k in (name + "s", plural, plural.replace(" ", "-")) or plural.endswith(k):
+            return name
+    raise unknown_name("kind", kind, KINDS)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# list / plugins
+# ---------------------------------------------------------------------------------------------------------------
+
+
+@app.command("list")
+@handle_errors
+def list_cmd(
+    kind: Annotated[Optional[str], typer.Argument(help="Only this kind (method, backbone, kernel, ...).")] = None,
+    name: Annotated[Optional[str], typer.Argument(help="Show one component's options in detail.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
+) -> None:
+    """List registered components: methods, backbones, kernels, divergences, schedules, integrators, data sets,
+    metrics and feature extractors, with the plugin (and version) each came from."""
+    state = _state()
+    reg = state.registry
+    kinds = [_kind(kind)] if kind else list(KINDS)
+    if name is not None:
+        _show_component(reg, kinds[0], name, as_json)
+        return
+    entries = [e for k in kinds for e in reg.entries(k)]
+    errors = state.errors()
+    if as_json:
+        out = {
+            "components": [
+                {"kind": e.kind, "name": e.name, "summary": e.summary, "plugin": e.plugin, "version": e.version}
+                for e in entries
+            ],
+            "errors": [{"plugin": p, "error": m} for p, m in errors],
+        }
+        typer.echo(json.dumps(out, indent=2))
+        return
+    for k in kinds:
+        rows = [e for e in entries if e.kind == k]
+        table = Table(title=KINDS[k].capitalize(), title_justify="left", show_edge=False, pad_edge=False)
+        table.add_column("name", style="bold cyan", no_wrap=True)
+        table.add_column("summary")
+        table.add_column("plugin", style="dim", no_wrap=True)
+        for e in rows:
+            table.add_row(e.name, e.summary, f"{e.plugin} {e.version or ''}".strip())
+        if not rows:
+            table.add_row("(none)", "", "")
+        console.print(table)
+        console.print()
+    for plugin, msg in errors:
+        console.print(f"[yellow]plugin {plugin!r} failed:[/] {msg}", highlight=False)
+
+
+def _show_component(reg: Any, kind: str, name: str, as_json: bool) -> None:
+    import inspect
+
+    entry = reg.get(kind, name)
+    obj = entry.load()
+    if kind == "method":
+        from .config import defaults
+
+        opts = defaults(obj.Config)
+    else:
+        opts = {k: (p.default if p.default is not inspect.Parameter.empty else None) for k, p in entry.options().items()}
+    doc = inspect.getdoc(obj) or entry.summary
+    if as_json:
+        typer.echo(json.dumps({"kind": kind, "name": name, "plugin": entry.plugin, "doc": doc, "options": opts},
+                              indent=2, default=str))
+        return
+    console.print(f"[bold]{kind} {name}[/]  [dim]({entry.plugin} {entry.version or ''})[/]")
+    console.print(doc, highlight=False)
+    if opts:
+        from .config import dumps_toml
+
+        console.print("\n[bold]options[/] (defaults, TOML):")
+        console.print(dumps_toml(opts), highlight=False, markup=False)
+
+
+@app.command("plugins")
+@handle_errors
+def plugins_cmd(
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
+) -> None:
+    """Installed plugins with their versions, hooks and load errors."""
+    state = _state()
+    infos = list(state.infos.values())
+    if as_json:
+        typer.echo(json.dumps([i.as_dict() for i in infos], indent=2))
+        return
+    table = Table(show_edge=False, pad_edge=False)
+    for col in ("plugin", "version", "distribution", "hooks", "status"):
+        table.add_column(col)
+    for i in infos:
+        status = f"[red]{i.error}[/]" if i.error else ("built-in" if i.builtin else "ok")
+        table.add_row(i.name, i.version or "", i.distribution or "", ", ".join(i.hooks), status)
+    console.print(table)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# train
+# ---------------------------------------------------------------------------------------------------------------
+
+SetOpt = Annotated[
+    Optional[list[str]],
+    typer.Option("--set", "-s", help="Override a config key: --set lr=1e-4 --set backbone.width=64 (repeatable)."),
+]
+
+
+@app.command("train")
+@handle_errors
+def train_cmd(
+    method: Annotated[str, typer.Argument(help="Method name (see `gflowzoo list method`).")],
+    dataset: Annotated[Optional[str], typer.Option("--dataset", "-d", help="Data set name (default: digits).")] = None,
+    config: Annotated[Optional[Path], typer.Option("--config", "-c", help="A TOML config file.")] = None,
+    sets: SetOpt = None,
+    steps: Annotated[Optional[int], typer.Option("--steps", help="Total training steps of the run.")] = None,
+    minutes: Annotated[Optional[float], typer.Option("--minutes", help="Stop after this many minutes.")] = None,
+    out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Run directory (default: runs/<method>-<data>-<time>).")] = None,
+    device: Annotated[Optional[str], typer.Option("--device", help="auto, cpu, cuda or cuda:N.")] = None,
+    seed: Annotated[Optional[int], typer.Option("--seed", help="Random seed.")] = None,
+    resume: Annotated[bool, typer.Option("--resume", help="Continue the run in --out from its latest checkpoint.")] = False,
+    preset: Annotated[Optional[str], typer.Option("--preset", help="auto (by device), paper or cpu-quick.")] = None,
+    data_root: Annotated[Optional[Path], typer.Option("--data-root", help="Folder holding data sets (else $GFLOWZOO_DATA).")] = None,
+    no_progress: Annotated[bool, typer.Option("--no-progress", help="Do not draw a progress bar.")] = False,
+) -> None:
+    """Train a method and write a run directory (config.toml, checkpoints/, samples/, metrics.jsonl)."""
+    from .runs import RunDir, default_run_dir
+    from .session import resolve
+
+    state = _state()
+    reg = state.registry
+    reg.get("method", method)
+    overrides: dict[str, Any] = {}
+    run_over: dict[str, Any] = {}
+    if steps is not None and minutes is not None:
+        run_over.update(steps=steps, minutes=minutes)
+    elif steps is not None:
+        run_over.update(steps=steps, minutes=0.0)
+    elif minutes is not None:
+        run_over.update(minutes=minutes, steps=10**9)
+    if run_over:
+        overrides["run"] = run_over
+    if device is not None:
+        overrides["device"] = device
+    if seed is not None:
+        overrides["seed"] = seed
+    if data_root is not None:
+        overrides["data_root"] = str(data_root)
+
+    if resume:
+        if out is None:
+            raise UserError("--resume needs --out RUN_DIR (the run to continue).")
+        run = RunDir(out).require()
+        saved = run.read_config()
+        if saved.get("method") != method:
+            raise UserError(f"{out} is a run of method {saved.get('method')!r}, not {method!r}.")
+        if dataset is not None and dataset != saved.get("dataset"):
+            raise UserError(f"{out} was trained on {saved.get('dataset')!r}; --dataset {dataset} cannot change that.")
+        bad = [s for s in (sets or []) if not s.split("=", 1)[0].strip().startswith(("run.", "device", "data_root"))]
+        if bad or config is not None:
+            raise UserError(
+                "On --resume only run.* keys, --steps/--minutes, --device and --data-root may change; "
+                f"the method's configuration is fixed by {run.config_path}."
+            )
+        spec = resolve(reg, method, saved.get("dataset"), base=saved, sets=sets, overrides=overrides)
+    else:
+        run = RunDir(out) if out is not None else None
+        spec = resolve(reg, method, dataset, config_file=config, sets=sets, overrides=overrides, preset=preset)
+        if run is None:
+            run = RunDir(default_run_dir(method, spec.dataset))
+        if run.exists() or (run.path.exists() and any(run.path.iterdir())):
+            raise UserError(f"{run.path} already exists and is not empty. Use --resume to continue it, or another --out.")
+    _run_training(state, run, spec, resume, not no_progress)
+
+
+def _run_training(state: Any, run: Any, spec: Any, resume: bool, progress: bool) -> None:
+    from .session import build_method, resolve_device
+    from .trainer import check_resume_target, train
+
+    device = resolve_device(spec.device)
+    payload = None
+    if resume:
+        path, payload = run.latest_checkpoint(spec.method)
+        for skipped in payload.get("skipped", []):
+            err_console.print(f"[yellow]skipped a damaged checkpoint:[/] {skipped}", highlight=False)
+        check_resume_target(spec, payload)
+        console.print(f"resuming {run.path} from step {payload['step']} ({path.name})")
+    run.path.mkdir(parents=True, exist_ok=True)
+    run.write_config(spec.to_data())
+    method = build_method(state.registry, spec, device)
+    _ = method.data.shape  # fail early, with a clear message, when the data is missing
+    console.print(
+        f"training [bold]{spec.method}[/] on [bold]{spec.dataset}[/] ({spec.preset}) on {device}; run: {run.path}",
+        highlight=False,
+    )
+    result = train(run, spec, method, resume_payload=payload, console=console, progress=progress)
+    if result.interrupted:
+        console.print(f"interrupted at step {result.step}; checkpoint saved: {result.checkpoint}")
+        console.print(f"continue with: gflowzoo train {spec.method} --out {run.path} --resume")
+        raise typer.Exit(130)
+    info = getattr(method, "sampling_info", lambda: {})()
+    console.print(f"done: {result.step} steps in {result.elapsed:.1f}s; checkpoint {result.checkpoint}")
+    if info:
+        console.print("sampler: " + ", ".join(f"{k}={v}" for k, v in info.items()), highlight=False)
+    console.print(f"samples: {result.grid}")
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# sample
+# ---------------------------------------------------------------------------------------------------------------
+
+
+def load_run(run_dir: Path, sets: list[str] | None = None, device: str | None = None, checkpoint: Path | None = None):
+    """Rebuild a trained method from a run directory: ``(spec, method, payload)``. ``sets`` may change sampling
+    options (any key of the method's config) without retraining."""
+    from .data import DataHandle
+    from .runs import RunDir, load_checkpoint
+    from .session import build_method, resolve, resolve_device
+
+    state = _state()
+    run = RunDir(run_dir).require()
+    saved = run.read_config()
+    method = saved.get("method")
+    if not isinstance(method, str):
+        raise UserError(f"{run.config_path} names no method.")
+    overrides = {"device": device} if device else {}
+    spec = resolve(state.registry, method, saved.get("dataset"), base=saved, sets=sets, overrides=overrides)
+    if checkpoint is not None:
+        payload = load_checkpoint(checkpoint, method)
+    else:
+        _, payload = run.latest_checkpoint(method)
+    dev = resolve_device(spec.device)
+    data = DataHandle(spec.dataset, spec.data_root, tuple(payload["data"]["shape"]), payload["data"]["kind"], state.registry)
+    m = build_method(state.registry, spec, dev, data)
+    m.load_state_dict(payload["state"])
+    return spec, m, payload
+
+
+@app.command("sample")
+@handle_errors
+def sample_cmd(
+    run_dir: Annotated[Path, typer.Argument(help="A run directory written by `gflowzoo train`.")],
+    n: Annotated[int, typer.Option("--n", "-n", help="Number of samples.")] = 64,
+    out: Annotated[Optional[Path], typer.Option("--out", "-o", help="PNG file (default: RUN/samples/sample-<seed>.png).")] = None,
+    raw: Annotated[Optional[Path], typer.Option("--raw", help="Also save raw samples: a .pt or .npy path.")] = None,
+    sets: SetOpt = None,
+    seed: Annotated[int, typer.Option("--seed", help="Sampling seed.")] = 0,
+    device: Annotated[Optional[str], typer.Option("--device", help="auto, cpu, cuda or cuda:N.")] = None,
+    checkpoint: Annotated[Optional[Path], typer.Option("--checkpoint", help="A specific checkpoint file.")] = None,
+) -> None:
+    """Draw samples from a trained run and write a PNG grid (and raw samples on request)."""
+    import torch
+
+    from .viz import save_samples
+
+    if n < 1:
+        raise UserError("--n must be at least 1.")
+    if raw is not None and raw.suffix not in (".pt", ".npy"):
+        raise UserError("--raw must end in .pt or .npy.")
+    spec, method, _ = load_run(run_dir, sets, device, checkpoint)
+    gen = torch.Generator().manual_seed(seed)
+    x = method.sample(n, gen)
+    out = out or Path(run_dir) / "samples" / f"sample-seed{seed}.png"
+    path = save_samples(x, method.data, out, title=f"{spec.method} samples")
+    info = getattr(method, "sampling_info", lambda: {})()
+    if info:
+        console.print("sampler: " + ", ".join(f"{k}={v}" for k, v in info.items()), highlight=False)
+    if raw is not None:
+        raw.parent.mkdir(parents=True, exist_ok=True)
+        if raw.suffix == ".pt":
+            torch.save(x.cpu(), raw)
+        else:
+            import numpy as np
+
+            np.save(raw, x.cpu().numpy())
+        console.print(f"raw samples: {raw}")
+    console.print(f"samples: {path}")
+
+
+# ---------------------------------------------------------------------------------------------------------------
+
+
+def build_app() -> typer.Typer:
+    """The root app with every plugin's commands added (plugins are loaded here, not at import)."""
+    state = _state()
+    if not getattr(app, "_gflowzoo_plugin_commands", False):
+        for impl in state.pm.hook.gflowzoo_register_commands.get_hookimpls():
+            try:
+                impl.function(app=app)
+            except Exception as exc:  # noqa: BLE001 - a plugin must not break the CLI
+                info = state.infos.get(impl.plugin_name)
+                if info is not None:
+                    info.error = f"commands failed: {type(exc).__name__}: {exc}"
+        app._gflowzoo_plugin_commands = True  # type: ignore[attr-defined]
+    return app
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Console-script entry point."""
+    try:
+        build_app()(args=argv, prog_name="gflowzoo")
+    except GflowzooError as exc:  # raised outside a command (e.g. while loading plugins)
+        err_console.print(f"[bold red]Error:[/] {exc}", highlight=False)
+        sys.exit(exc.exit_code)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

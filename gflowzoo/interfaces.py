@@ -1,0 +1,210 @@
+"""Abstract interfaces of gflowzoo's components.
+
+Shapes use ``N`` for a batch, ``D`` for a feature dimension and ``*S`` for the per-sample data shape (``[C, H, W]`` for
+images in ``[-1, 1]``, ``[2]`` for 2-D toys). Noise levels ``t`` are continuous in ``[0, 1]`` (``0`` = clean data).
+
+Sign convention, used everywhere: for a *target* P (data) and a *source* Q (particles, noisy data or generator
+samples), a witness ``f_{P,Q}(z)`` is large where P has more mass than Q. A gradient flow moves particles of Q
+**up** the witness: ``z <- z + eta * grad f_{P,Q}(z)``.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Callable
+from typing import Any, ClassVar
+
+import torch
+from torch import Tensor, nn
+
+
+class FeatureBackbone(nn.Module, abc.ABC):
+    """A noise-conditional feature map ``phi(x, t) -> [N, D]``: the DMMD discriminator, or a GAN critic body.
+
+    Constructors take the data shape first and the feature size second; every other argument must have a default
+    (these are the user's options)::
+
+        Backbone(in_shape: tuple[int, ...], feature_dim: int, **options)
+
+    Backbones that ignore ``t`` (plain critics) still accept it.
+    """
+
+    def __init__(self, in_shape: tuple[int, ...], feature_dim: int) -> None:
+        super().__init__()
+        self.in_shape = tuple(int(s) for s in in_shape)
+        self.feature_dim = int(feature_dim)
+
+    @abc.abstractmethod
+    def forward(self, x: Tensor, t: Tensor | None = None) -> Tensor:
+        """Features of ``x`` (``[N, *S]``) at noise levels ``t`` (``[N]`` in ``[0, 1]``, or ``None`` for
+        unconditional use). Returns ``[N, D]``."""
+
+
+class Kernel(abc.ABC):
+    """A positive-definite kernel on feature vectors.
+
+    ``is_linear`` marks ``k(a, b) = <a, b>``: estimators then use mean embeddings and never build a Gram matrix.
+    """
+
+    is_linear: ClassVar[bool] = False
+
+    @abc.abstractmethod
+    def gram(self, x: Tensor, y: Tensor) -> Tensor:
+        """The Gram matrix ``K[i, j] = k(x_i, y_j)`` for ``x`` ``[N, D]`` and ``y`` ``[M, D]``; returns ``[N, M]``."""
+
+    def diag(self, x: Tensor) -> Tensor:
+        """``k(x_i, x_i)`` for ``x`` ``[N, D]``; returns ``[N]``. Override when it has a closed form."""
+        return torch.stack([self.gram(xi[None], xi[None])[0, 0] for xi in x]) if len(x) else x.new_zeros(0)
+
+    def __call__(self, x: Tensor, y: Tensor) -> Tensor:
+        return self.gram(x, y)
+
+
+class Divergence(abc.ABC):
+    """A discrepancy between a target P and a source Q, estimated from features, with a witness function.
+
+    ``fx`` (``[N, D]``) are features of samples of the target P; ``fy`` (``[M, D]``) of the source Q.
+    """
+
+    def __init__(self, kernel: Kernel) -> None:
+        self.kernel = kernel
+
+    @abc.abstractmethod
+    def estimate(self, fx: Tensor, fy: Tensor) -> Tensor:
+        """A scalar estimate of the divergence between P and Q (differentiable in ``fx``, ``fy``)."""
+
+    @abc.abstractmethod
+    def witness(self, fz: Tensor, fx: Tensor, fy: Tensor) -> Tensor:
+        """The witness ``f_{P,Q}`` evaluated at ``fz`` (``[K, D]``), returns ``[K]``. Moving Q-particles along
+        ``+grad_z f`` decreases the divergence."""
+
+
+class NoiseSchedule(abc.ABC):
+    """A forward diffusion path ``x_t = alpha_t * x_0 + sigma_t * eps`` with ``eps ~ N(0, I)``, ``t in [0, 1]``.
+
+    Subclasses implement :meth:`alpha` and :meth:`sigma`; the rest follows. ``t_min`` is the smallest level used
+    for training and sampling (``t = 0`` can be degenerate for some schedules).
+    """
+
+    t_min: float = 1e-3
+
+    @abc.abstractmethod
+    def alpha(self, t: Tensor) -> Tensor:
+        """Signal scale ``alpha_t`` for ``t`` of any shape (same shape out)."""
+
+    @abc.abstractmethod
+    def sigma(self, t: Tensor) -> Tensor:
+        """Noise scale ``sigma_t`` for ``t`` of any shape (same shape out)."""
+
+    def add_noise(
+        self, x0: Tensor, t: Tensor, noise: Tensor | None = None, generator: torch.Generator | None = None
+    ) -> Tensor:
+        """``alpha_t * x0 + sigma_t * noise`` with ``x0`` ``[N, *S]`` and ``t`` ``[N]`` (or a scalar)."""
+        if noise is None:
+            noise = torch.randn(x0.shape, generator=generator, dtype=x0.dtype).to(x0.device)
+        t = torch.as_tensor(t, dtype=x0.dtype, device=x0.device)
+        if t.ndim == 0:
+            t = t.expand(x0.shape[0])
+        view = (-1,) + (1,) * (x0.ndim - 1)
+        return self.alpha(t).view(view) * x0 + self.sigma(t).view(view) * noise
+
+    def grid(self, n_levels: int) -> Tensor:
+        """A decreasing grid of ``n_levels`` noise levels from 1 to ``t_min`` (``[T]``), used for sampling."""
+        if n_levels < 1:
+            raise ValueError("n_levels must be >= 1")
+        if n_levels == 1:
+            return torch.tensor([self.t_min])
+        return torch.linspace(1.0, self.t_min, n_levels)
+
+    def snr(self, t: Tensor) -> Tensor:
+        """Signal-to-noise ratio ``alpha_t^2 / sigma_t^2``."""
+        return self.alpha(t) ** 2 / self.sigma(t).clamp_min(1e-12) ** 2
+
+
+#: ``velocity(z) -> [N, *S]``: the direction particles move in, evaluated at positions ``z`` ``[N, *S]``.
+Velocity = Callable[[Tensor], Tensor]
+
+
+class FlowIntegrator(abc.ABC):
+    """Moves particles along a velocity field (for gradient flows, the gradient of a witness)."""
+
+    @abc.abstractmethod
+    def step(
+        self,
+        z: Tensor,
+        velocity: Velocity,
+        step_size: float | Tensor,
+        scale: float = 1.0,
+        generator: torch.Generator | None = None,
+    ) -> Tensor:
+        """One step from ``z`` (``[N, *S]``). ``step_size`` is a float or a per-particle ``[N]`` tensor.
+        ``scale`` is the current noise scale of the path (``sigma_t`` for DMMD, 1 otherwise); integrators that
+        inject noise size it relative to ``scale``."""
+
+    def run(
+        self,
+        z: Tensor,
+        velocity: Velocity,
+        n_steps: int,
+        step_size: float | Tensor,
+        scale: float = 1.0,
+        generator: torch.Generator | None = None,
+    ) -> Tensor:
+        """``n_steps`` steps of :meth:`step` with one velocity field."""
+        for _ in range(n_steps):
+            z = self.step(z, velocity, step_size, scale=scale, generator=generator)
+        return z
+
+
+class Method(abc.ABC):
+    """A generative-modelling recipe: trains on a data set and draws samples.
+
+    Subclasses set ``Config`` (a dataclass whose fields are the method's options; component fields use
+    :func:`gflowzoo.config.component`) and implement :meth:`train_step`, :meth:`sample`, :meth:`state_dict` and
+    :meth:`load_state_dict`. The training loop, checkpoints, logging and resume are the core's job
+    (:mod:`gflowzoo.trainer`); a method only needs to make one step deterministic given the ``generator``.
+
+    ``data`` is a :class:`gflowzoo.data.DataHandle`: ``data.shape`` and ``data.kind`` are always known;
+    ``data.train`` loads the training split on first use (it raises a clear error when the data is not there).
+    """
+
+    Config: ClassVar[type]
+    #: False for methods with nothing to train (for example a fixed-kernel flow).
+    trainable: ClassVar[bool] = True
+
+    def __init__(self, config: Any, data: Any, device: torch.device | str = "cpu") -> None:
+        self.config = config
+        self.data = data
+        self.device = torch.device(device)
+
+    @classmethod
+    def preset(cls, dataset: str, variant: str) -> dict[str, Any]:
+        """Config overrides for a data set. ``variant`` is ``"paper"`` (paper-scale, for a GPU) or
+        ``"cpu-quick"`` (minutes on a CPU). Return ``{}`` where the defaults fit."""
+        return {}
+
+    @abc.abstractmethod
+    def train_step(self, step: int, generator: torch.Generator) -> dict[str, float]:
+        """One optimisation step. Draw all randomness from ``generator`` (a CPU generator whose state is saved in
+        checkpoints). Returns scalars to log (at least ``loss``)."""
+
+    def finalize(self, generator: torch.Generator) -> None:
+        """Called once after training, before the final checkpoint (for example to precompute statistics that
+        sampling needs). Must not change the parameters being trained."""
+
+    @abc.abstractmethod
+    def sample(self, n: int, generator: torch.Generator) -> Tensor:
+        """Draw ``n`` samples, returned on the CPU as ``[n, *S]`` in model units."""
+
+    def sampling_info(self) -> dict[str, Any]:
+        """Facts about the sampler to report, e.g. ``{"nfe": 250, "particles": 512}``."""
+        return {}
+
+    @abc.abstractmethod
+    def state_dict(self) -> dict[str, Any]:
+        """Everything needed to resume training bit-for-bit: tensors, nested dicts/lists of tensors and plain
+        Python scalars/strings only (checkpoints load with ``weights_only=True``)."""
+
+    @abc.abstractmethod
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore from :meth:`state_dict`."""

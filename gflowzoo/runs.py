@@ -1,0 +1,203 @@
+"""Run directories and checkpoints.
+
+A run directory holds::
+
+    config.toml        the resolved configuration (enough to rebuild the run)
+    checkpoints/       step-XXXXXXXX.pt, written atomically (temp file, fsync, rename)
+    samples/           PNG sample grids
+    metrics.jsonl      one JSON object per logged step, with wall-clock seconds
+
+Checkpoints hold tensors, dicts, lists and plain scalars only and are read with ``torch.load(weights_only=True)``:
+no code runs from a checkpoint file.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import pickle
+import re
+import tempfile
+import time
+import zipfile
+from pathlib import Path
+from typing import Any
+
+from .config import dumps_toml, load_toml
+from .errors import CheckpointError, UserError
+
+FORMAT = "gflowzoo-checkpoint"
+FORMAT_VERSION = 1
+_CKPT_RE = re.compile(r"^step-(\d{8})\.pt$")
+
+
+def default_run_dir(method: str, dataset: str) -> Path:
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    safe = re.sub(r"[^A-Za-z0-9_.-]+", "_", dataset)
+    return Path("runs") / f"{method}-{safe}-{stamp}"
+
+
+def _fsync_dir(path: Path) -> None:
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:  # pragma: no cover - platforms without directory fds
+        return
+    try:
+        os.fsync(fd)
+    except OSError:  # pragma: no cover
+        pass
+    finally:
+        os.close(fd)
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` so that a crash leaves either the old file or the new one, never a torn one."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+        _fsync_dir(path.parent)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+class RunDir:
+    """A run directory on disk."""
+
+    def __init__(self, path: str | os.PathLike) -> None:
+        self.path = Path(path)
+
+    # -- layout ------------------------------------------------------------------------------------------------
+    @property
+    def config_path(self) -> Path:
+        return self.path / "config.toml"
+
+    @property
+    def checkpoint_dir(self) -> Path:
+        return self.path / "checkpoints"
+
+    @property
+    def samples_dir(self) -> Path:
+        return self.path / "samples"
+
+    @property
+    def metrics_path(self) -> Path:
+        return self.path / "metrics.jsonl"
+
+    def exists(self) -> bool:
+        return self.config_path.exists()
+
+    def require(self) -> RunDir:
+        if not self.path.exists():
+            raise UserError(f"Run directory not found: {self.path}")
+        if not self.exists():
+            raise UserError(f"{self.path} is not a gflowzoo run directory (no config.toml).")
+        return self
+
+    # -- config ------------------------------------------------------------------------------------------------
+    def write_config(self, data: dict[str, Any]) -> None:
+        atomic_write_bytes(self.config_path, dumps_toml(data).encode())
+
+    def read_config(self) -> dict[str, Any]:
+        return load_toml(self.config_path)
+
+    # -- metrics log -------------------------------------------------------------------------------------------
+    def log(self, record: dict[str, Any]) -> None:
+        clean = {k: (v if not isinstance(v, float) or math.isfinite(v) else str(v)) for k, v in record.items()}
+        self.path.mkdir(parents=True, exist_ok=True)
+        with self.metrics_path.open("a") as fh:
+            fh.write(json.dumps(clean) + "\n")
+            fh.flush()
+
+    def read_metrics(self) -> list[dict[str, Any]]:
+        if not self.metrics_path.exists():
+            return []
+        out = []
+        for line in self.metrics_path.read_text().splitlines():
+            try:
+                out.append(json.loads(line))
+            except json.JSONDecodeError:  # a torn last line after a crash
+                continue
+        return out
+
+    def truncate_metrics(self, step: int) -> None:
+        """Drop log lines after ``step`` (used on resume, so the log matches the checkpoint)."""
+        if not self.metrics_path.exists():
+            return
+        keep = [r for r in self.read_metrics() if int(r.get("step", 0)) <= step]
+        atomic_write_bytes(self.metrics_path, "".join(json.dumps(r) + "\n" for r in keep).encode())
+
+    # -- checkpoints -------------------------------------------------------------------------------------------
+    def checkpoints(self) -> list[Path]:
+        """Checkpoint files, oldest first."""
+        if not self.checkpoint_dir.exists():
+            return []
+        found = [p for p in self.checkpoint_dir.iterdir() if _CKPT_RE.match(p.name)]
+        return sorted(found, key=lambda p: int(_CKPT_RE.match(p.name).group(1)))
+
+    def save_checkpoint(self, payload: dict[str, Any], step: int, keep: int = 3) -> Path:
+        import io
+
+        import torch
+
+        buf = io.BytesIO()
+        torch.save({"format": FORMAT, "format_version": FORMAT_VERSION, "step": int(step), **payload}, buf)
+        path = self.checkpoint_dir / f"step-{step:08d}.pt"
+        atomic_write_bytes(path, buf.getvalue())
+        if keep > 0:
+            for old in self.checkpoints()[:-keep]:
+                old.unlink(missing_ok=True)
+        return path
+
+    def latest_checkpoint(self, method: str | None = None) -> tuple[Path, dict[str, Any]]:
+        """The newest checkpoint that loads; a damaged newest file falls back to the one before (with a note in
+        the returned payload's ``skipped`` list)."""
+        errors = []
+        for path in reversed(self.checkpoints()):
+            try:
+                payload = load_checkpoint(path, method)
+            except CheckpointError as exc:
+                if "another method" in str(exc):
+                    raise
+                errors.append(str(exc))
+                continue
+            payload["skipped"] = errors
+            return path, payload
+        if errors:
+            raise CheckpointError("No loadable checkpoint in " f"{self.checkpoint_dir}: " + "; ".join(errors))
+        raise CheckpointError(f"No checkpoint in {self.checkpoint_dir}.")
+
+
+def load_checkpoint(path: str | os.PathLike, method: str | None = None) -> dict[str, Any]:
+    """Load a gflowzoo checkpoint safely (``weights_only=True``) and check its format and method."""
+    import torch
+
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"Checkpoint not found: {path}")
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise CheckpointError(
+            f"{path} holds objects other than tensors and plain data; it was refused so that no code runs from it "
+            f"({first[:200]})."
+        ) from None
+    except (EOFError, zipfile.BadZipFile, RuntimeError, OSError, ValueError) as exc:
+        raise CheckpointError(f"{path} is truncated or corrupt ({type(exc).__name__}: {str(exc)[:200]}).") from None
+    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
+        raise CheckpointError(f"{path} is not a gflowzoo checkpoint.")
+    if payload.get("format_version", 0) > FORMAT_VERSION:
+        raise CheckpointError(f"{path} was written by a newer gflowzoo (format {payload['format_version']}).")
+    if method is not None and payload.get("method") != method:
+        raise CheckpointError(
+            f"{path} is a checkpoint of another method ({payload.get('method')!r}), not of {method!r}."
+        )
+    return payload

@@ -1,0 +1,162 @@
+"""Resolve a run's configuration and build its method: shared by ``train``, ``sample``, ``evaluate`` and ``compare``."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Any
+
+from .config import RUN_KEYS, LoopConfig, build, defaults, merge, nest, parse_sets
+from .errors import ConfigError, UserError
+
+PRESET_VARIANTS = ("auto", "paper", "cpu-quick")
+
+
+@dataclasses.dataclass
+class RunSpec:
+    """A fully resolved run configuration."""
+
+    method: str
+    dataset: str
+    seed: int
+    device: str
+    data_root: str | None
+    preset: str
+    run: LoopConfig
+    model: Any  # the method's Config instance
+
+    def to_data(self) -> dict[str, Any]:
+        from .config import to_data
+
+        out = {k: getattr(self, k) for k in RUN_KEYS}
+        out["run"] = to_data(self.run)
+        out.update(to_data(self.model))
+        return {k: v for k, v in out.items() if v is not None}
+
+
+def resolve_device(device: str) -> str:
+    import torch
+
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device.startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise UserError(f"--device {device} was asked for, but CUDA is not available on this machine.")
+        return device
+    if device == "cpu":
+        return device
+    raise UserError(f"Unknown device {device!r}; use auto, cpu, cuda or cuda:N.")
+
+
+def _device_is_cuda_cheap(device: str) -> bool:
+    if device == "auto":
+        import torch
+
+        return torch.cuda.is_available()
+    return device.startswith("cuda")
+
+
+def resolve(
+    registry: Any,
+    method: str,
+    dataset: str | None = None,
+    *,
+    base: dict[str, Any] | None = None,
+    config_file: str | Path | None = None,
+    sets: list[str] | None = None,
+    overrides: dict[str, Any] | None = None,
+    preset: str | None = None,
+    default_dataset: str = "digits",
+) -> RunSpec:
+    """Resolve a run configuration.
+
+    Order (lowest first): method defaults, then ``base`` (a saved config, when resuming), or else the data set's
+    preset; then the ``--config`` file; then ``overrides`` (CLI flags such as ``--steps``); then ``--set`` items.
+    """
+    method_cls = registry.load("method", method)
+    cfg_cls = getattr(method_cls, "Config", None)
+    if cfg_cls is None or not dataclasses.is_dataclass(cfg_cls):
+        raise UserError(f"Method {method!r} has no Config dataclass; it cannot be configured.")
+    file_data = {}
+    if config_file is not None:
+        from .config import load_toml
+
+        file_data = load_toml(config_file)
+        if "method" in file_data and file_data["method"] != method:
+            raise ConfigError(f"{config_file} is a config of method {file_data['method']!r}, not {method!r}.")
+    set_items = parse_sets(sets)
+    # the data set may come from a flag, a file, --set, or the saved config
+    for path, value in set_items:
+        if path == ["dataset"]:
+            dataset = value
+    dataset = dataset or file_data.get("dataset") or (base or {}).get("dataset") or default_dataset
+    registry.get("dataset", dataset)  # unknown name -> clear error
+
+    run_level = {"method": method, "dataset": dataset, "seed": 0, "device": "auto", "preset": "auto"}
+    data: dict[str, Any] = {**run_level, "run": defaults(LoopConfig), **defaults(cfg_cls)}
+    root_cls = _root_class(cfg_cls)
+    if base is not None:
+        data = merge(data, base, root_cls)
+    else:
+        variant = preset or file_data.get("preset") or "auto"
+        if variant not in PRESET_VARIANTS:
+            raise ConfigError(f"Unknown preset {variant!r}; use one of {', '.join(PRESET_VARIANTS)}.")
+        device = (overrides or {}).get("device") or file_data.get("device") or "auto"
+        if variant == "auto":
+            variant = "paper" if _device_is_cuda_cheap(device) else "cpu-quick"
+        data["preset"] = variant
+        data = merge(data, method_cls.preset(dataset, variant) or {}, root_cls)
+    data = merge(data, file_data, root_cls)
+    data = merge(data, overrides or {}, root_cls)
+    for path, value in set_items:
+        data = merge(data, nest(path, value), root_cls)
+    data["method"], data["dataset"] = method, dataset
+    return _build_spec(registry, cfg_cls, data)
+
+
+def _root_class(cfg_cls: type) -> type:
+    """A dataclass describing the whole TOML document, used only for merge rules of component fields."""
+    fields = [(f.name, f.type, f) for f in dataclasses.fields(cfg_cls)]
+    extra = [("run", LoopConfig, dataclasses.field(default_factory=LoopConfig))]
+    return dataclasses.make_dataclass("Root", [(n, t, f) for n, t, f in fields] + extra)
+
+
+def _build_spec(registry: Any, cfg_cls: type, data: dict[str, Any]) -> RunSpec:
+    run_level = {k: data.pop(k) for k in list(data) if k in RUN_KEYS}
+    loop = build(LoopConfig, data.pop("run", {}), "run")
+    model = build(cfg_cls, data, "", registry)
+    seed = run_level.get("seed", 0)
+    if isinstance(seed, bool) or not isinstance(seed, int):
+        raise ConfigError(f"seed must be an integer; got {seed!r}.")
+    device = run_level.get("device", "auto")
+    if not isinstance(device, str):
+        raise ConfigError(f"device must be a string; got {device!r}.")
+    if loop.steps < 0 or loop.minutes < 0:
+        raise ConfigError("run.steps and run.minutes must be >= 0.")
+    for key in ("log_every", "checkpoint_every", "sample_every", "eval_every", "grid_size", "keep_checkpoints"):
+        if getattr(loop, key) < 0:
+            raise ConfigError(f"run.{key} must be >= 0.")
+    return RunSpec(
+        method=run_level["method"],
+        dataset=run_level["dataset"],
+        seed=seed,
+        device=device,
+        data_root=run_level.get("data_root"),
+        preset=run_level.get("preset", "auto"),
+        run=loop,
+        model=model,
+    )
+
+
+def build_method(registry: Any, spec: RunSpec, device: str, data: Any = None) -> Any:
+    """Instantiate the method of ``spec`` on ``device`` with a :class:`DataHandle` (made from the spec if not
+    given). The global torch seed is set from the spec so initial weights are reproducible."""
+    import torch
+
+    from .data import DataHandle
+
+    torch.manual_seed(spec.seed)
+    if data is None:
+        data = DataHandle(spec.dataset, spec.data_root, registry=registry)
+    method_cls = registry.load("method", spec.method)
+    return method_cls(spec.model, data, torch.device(device))

@@ -1,0 +1,210 @@
+"""The training loop shared by every method: progress bar, logging, sample grids, atomic checkpoints, resume,
+Ctrl-C and NaN handling.
+
+Determinism: all randomness of a step comes from one CPU ``torch.Generator`` (seeded from the run's seed) plus the
+global torch RNG; both states are saved in every checkpoint. Training N steps, then resuming to 2N, gives the same
+parameters as 2N steps straight.
+"""
+
+from __future__ import annotations
+
+import math
+import signal
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from .errors import TrainingDiverged, UserError
+from .runs import RunDir
+from .session import RunSpec
+
+
+@dataclass
+class TrainResult:
+    step: int
+    elapsed: float
+    checkpoint: str | None
+    grid: str | None
+    interrupted: bool = False
+    stopped_by: str = "steps"
+
+
+def _rng_state(gen: torch.Generator) -> dict[str, Any]:
+    state = {"generator": gen.get_state(), "torch": torch.get_rng_state()}
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def _set_rng_state(gen: torch.Generator, state: dict[str, Any]) -> None:
+    gen.set_state(state["generator"])
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        try:
+            torch.cuda.set_rng_state_all(state["cuda"])
+        except Exception:  # noqa: BLE001 - a different GPU count: keep going
+            pass
+
+
+class _Interrupt:
+    """First Ctrl-C: finish the current step, save, exit. Second Ctrl-C: abort at once."""
+
+    def __init__(self) -> None:
+        self.requested = False
+        self._old: Any = None
+
+    def __enter__(self) -> _Interrupt:
+        try:
+            self._old = signal.signal(signal.SIGINT, self._handler)
+        except ValueError:  # not in the main thread
+            self._old = None
+        return self
+
+    def _handler(self, signum: int, frame: Any) -> None:
+        if self.requested:
+            raise KeyboardInterrupt
+        self.requested = True
+
+    def __exit__(self, *exc: Any) -> None:
+        if self._old is not None:
+            signal.signal(signal.SIGINT, self._old)
+
+
+def checkpoint_payload(spec: RunSpec, method: Any, gen: torch.Generator, elapsed: float) -> dict[str, Any]:
+    return {
+        "method": spec.method,
+        "dataset": spec.dataset,
+        "elapsed": float(elapsed),
+        "rng": _rng_state(gen),
+        "data": {"shape": list(method.data.shape), "kind": method.data.kind},
+        "state": method.state_dict(),
+    }
+
+
+def train(
+    run: RunDir,
+    spec: RunSpec,
+    method: Any,
+    *,
+    resume_payload: dict[str, Any] | None = None,
+    console: Any = None,
+    progress: bool = True,
+    on_eval: Callable[[int, float], dict[str, float]] | None = None,
+) -> TrainResult:
+    """Train ``method`` inside ``run`` until ``spec.run.steps`` (total) or ``spec.run.minutes`` is reached."""
+    loop = spec.run
+    gen = torch.Generator().manual_seed(spec.seed)
+    step, elapsed_before = 0, 0.0
+    if resume_payload is not None:
+        method.load_state_dict(resume_payload["state"])
+        _set_rng_state(gen, resume_payload["rng"])
+        step = int(resume_payload["step"])
+        elapsed_before = float(resume_payload.get("elapsed", 0.0))
+        run.truncate_metrics(step)
+    trainable = getattr(method, "trainable", True)
+    total = loop.steps if trainable else step
+    budget = loop.minutes * 60.0 if loop.minutes > 0 else math.inf
+    t0 = time.perf_counter()
+    last_ckpt: str | None = None
+    stopped_by = "steps"
+
+    def elapsed() -> float:
+        return elapsed_before + time.perf_counter() - t0
+
+    def save() -> str:
+        return str(run.save_checkpoint(checkpoint_payload(spec, method, gen, elapsed()), step, loop.keep_checkpoints))
+
+    def grid(name: str) -> str:
+        from .viz import save_samples
+
+        # sample grids use their own generator so that writing them does not change the training stream
+        g = torch.Generator().manual_seed(spec.seed + 7919)
+        with torch.no_grad() if not getattr(method, "sample_needs_grad", True) else _nullcontext():
+            x = method.sample(loop.grid_size, g)
+        return str(save_samples(x, method.data, run.samples_dir / f"{name}.png", title=f"{spec.method} step {step}"))
+
+    interrupted = False
+    progress_ctx = _make_progress(console, progress)
+    with _Interrupt() as intr, progress_ctx as prog:
+        task = prog.add_task(f"train {spec.method}", total=max(total, 1), completed=min(step, total)) if prog else None
+        window: list[float] = []
+        while step < total:
+            if elapsed() - elapsed_before >= budget:
+                stopped_by = "minutes"
+                break
+            ts = time.perf_counter()
+            logs = method.train_step(step, gen)
+            step += 1
+            window.append(time.perf_counter() - ts)
+            bad = {k: v for k, v in logs.items() if isinstance(v, float) and not math.isfinite(v)}
+            if bad:
+                run.log({"step": step, "time": round(elapsed(), 3), **logs, "diverged": True})
+                where = f" The last good checkpoint is {last_ckpt}." if last_ckpt else " No checkpoint was written."
+                raise TrainingDiverged(
+                    f"Training diverged at step {step}: {', '.join(f'{k}={v}' for k, v in bad.items())}.{where} "
+                    "Try a smaller learning rate or a stronger gradient penalty."
+                )
+            if loop.log_every and (step % loop.log_every == 0 or step == total):
+                rate = len(window) / max(sum(window), 1e-9)
+                run.log({"step": step, "time": round(elapsed(), 3), "it_per_s": round(rate, 3), **logs})
+                window.clear()
+            if prog is not None:
+                desc = " ".join(f"{k}={v:.4g}" for k, v in list(logs.items())[:3] if isinstance(v, (int, float)))
+                prog.update(task, completed=step, description=f"{spec.method} {desc}")
+            if on_eval is not None and loop.eval_every and step % loop.eval_every == 0:
+                run.log({"step": step, "time": round(elapsed(), 3), **{f"eval/{k}": v for k, v in on_eval(step, elapsed()).items()}})
+            if loop.checkpoint_every and step % loop.checkpoint_every == 0 and step < total:
+                last_ckpt = save()
+            if loop.sample_every and step % loop.sample_every == 0 and step < total:
+                grid(f"step-{step:08d}")
+            if intr.requested:
+                interrupted = True
+                break
+    if not interrupted:
+        method.finalize(torch.Generator().manual_seed(spec.seed + 104729))
+    last_ckpt = save()
+    grid_path = None if interrupted else grid("final")
+    return TrainResult(step, elapsed(), last_ckpt, grid_path, interrupted, "interrupt" if interrupted else stopped_by)
+
+
+class _nullcontext:
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, *a: Any) -> None:
+        return None
+
+
+class _NoProgress:
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, *a: Any) -> None:
+        return None
+
+
+def _make_progress(console: Any, enabled: bool) -> Any:
+    if not enabled:
+        return _NoProgress()
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+    return Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        console=console,
+        transient=False,
+    )
+
+
+def check_resume_target(spec: RunSpec, payload: dict[str, Any]) -> None:
+    if int(payload["step"]) > spec.run.steps and spec.run.minutes <= 0:
+        raise UserError(
+            f"The run is at step {payload['step']}, past --steps {spec.run.steps}. "
+            "--steps is the run's total; give a larger value to continue."
+        )
