@@ -1,0 +1,23 @@
+"""Test-session setup shared by tests/ and plugins/*/tests: installed third-party plugins are not loaded unless a
+test asks for them (``gflowzoo.testing.plugins_loaded``), runs stay on the CPU, and nothing reaches a hub."""
+
+import os
+import sys
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("CUDA_VISIBLE_DEVICES", "")
+
+
+def pytest_configure(config):
+    sys._called_from_test = True
+    try:
+        import torch
+
+        torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
+    except ImportError:  # pragma: no cover
+        pass
+
+
+def pytest_unconfigure(config):
+    if hasattr(sys, "_called_from_test"):
+        del sys._called_from_test

@@ -1,0 +1,44 @@
+"""Test helpers and reusable contract test bases for gflowzoo components and plugins.
+
+Plugin authors subclass the contract classes in their own test suites (in the spirit of diffusers'
+``SchedulerCommonTest``)::
+
+    from gflowzoo.testing import KernelContract
+
+    class TestMyKernel(KernelContract):
+        kernel_name = "my-kernel"
+        plugins = ("my-plugin",)      # entry-point names to load for these tests
+
+and load their plugin for a test with :func:`plugins_loaded`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Iterator
+
+from ..plugins import PluginState, get_state, reset, temporary_plugin
+
+
+@contextlib.contextmanager
+def plugins_loaded(*names: str) -> Iterator[PluginState]:
+    """Load exactly the installed plugins ``names`` (entry-point or distribution names) for a ``with`` block.
+
+    Under tests, installed plugins are not loaded by default; this switches ``GFLOWZOO_LOAD_PLUGINS`` for the block
+    and restores the previous state afterwards.
+    """
+    old = os.environ.get("GFLOWZOO_LOAD_PLUGINS")
+    os.environ["GFLOWZOO_LOAD_PLUGINS"] = ",".join(names)
+    reset()
+    try:
+        yield get_state()
+    finally:
+        if old is None:
+            os.environ.pop("GFLOWZOO_LOAD_PLUGINS", None)
+        else:
+            os.environ["GFLOWZOO_LOAD_PLUGINS"] = old
+        reset()
+
+
+__all__ = ["plugins_loaded", "temporary_plugin"]
