@@ -35,3 +35,38 @@ def gflowzoo_register(register):
     register("dataset", "toy-checkerboard", "gflowzoo.data.toy:checkerboard", "2-D: checkerboard")
     register("dataset", "toy-moons", "gflowzoo.data.toy:moons", "2-D: two moons")
     register("dataset", "digits", "gflowzoo.data.digits:digits", "8x8 handwritten digits from scikit-learn (default)")
+    register("dataset", "mnist", "gflowzoo.data.standard:mnist", "MNIST digits, 1x28x28 (torchvision idx layout)")
+    register(
+        "dataset", "fashion-mnist", "gflowzoo.data.standard:fashion_mnist",
+        "Fashion-MNIST, 1x28x28 (torchvision idx layout)",
+    )
+    register("dataset", "cifar10", "gflowzoo.data.standard:cifar10", "CIFAR-10, 3x32x32 (pickles, image folder or zip)")
+    register("dataset", "celeba64", "gflowzoo.data.folders:celeba64", "CelebA aligned faces, 140 crop, 3x64x64")
+    register("dataset", "lsun-church64", "gflowzoo.data.folders:lsun_church64", "LSUN Church outdoor, 3x64x64")
+    register(
+        "dataset", "imagefolder:", "gflowzoo.data.folders:imagefolder",
+        "any folder of images: imagefolder:PATH or imagefolder:PATH@SIZE",
+    )
+    # == metrics and feature extractors (evaluation helper) ====================================================
+    register("metric", "kid", "gflowzoo.metrics.image:KID", "Kernel Inception Distance (unbiased, mean ± std over subsets)")
+    register("metric", "fid", "gflowzoo.metrics.image:FID", "Fréchet Inception Distance (torch-fidelity)")
+    register("metric", "is", "gflowzoo.metrics.image:InceptionScore", "Inception Score from the extractor's logits")
+    register("metric", "prc", "gflowzoo.metrics.image:PrecisionRecall", "improved precision and recall (k-NN balls)")
+    register("metric", "mmd", "gflowzoo.metrics.toy:MMD", "2-D: unbiased MMD² with a fixed RBF mixture kernel")
+    register("metric", "energy", "gflowzoo.metrics.toy:EnergyDistance", "2-D: energy distance (unbiased)")
+    register("metric", "swd", "gflowzoo.metrics.toy:SlicedWasserstein", "2-D: sliced Wasserstein-2 distance")
+    register("metric", "modes", "gflowzoo.metrics.toy:ModesCovered", "2-D mixtures: number of modes covered")
+    register("metric", "hq", "gflowzoo.metrics.toy:HighQualityFraction", "2-D mixtures: fraction within 3 std of a mode")
+    register(
+        "feature-extractor", "inception-v3-compat", "gflowzoo.metrics.extractors:InceptionV3Compat",
+        "Inception-v3 (TF 2015-12-05 port of torch-fidelity); weights from the torch hub cache or a path",
+    )
+    register("feature-extractor", "net-digits", "gflowzoo.metrics.extractors:net_digits",
+             "small conv net trained by gflowzoo on 8x8 digits (trained automatically)")
+    register("feature-extractor", "lenet-mnist", "gflowzoo.metrics.extractors:lenet_mnist",
+             "LeNet-style net trained by gflowzoo on MNIST (gflowzoo extractor fit --dataset mnist)")
+    register("feature-extractor", "lenet-fashion-mnist", "gflowzoo.metrics.extractors:lenet_fashion_mnist",
+             "LeNet-style net trained by gflowzoo on Fashion-MNIST")
+    register("feature-extractor", "net-cifar10", "gflowzoo.metrics.extractors:net_cifar10",
+             "VGG-style net trained by gflowzoo on CIFAR-10")
+    # == end of metrics and feature extractors =================================================================

@@ -106,7 +106,7 @@ def list_cmd(
         console.print(table)
         console.print()
     for plugin, msg in errors:
-        console.print(f"[yellow]plugin {plugin!r} failed:[/] {msg}", highlight=False)
+        console.print(f"[yellow]plugin {plugin!r} failed:[/] {msg}", highlight=False, soft_wrap=True)
 
 
 def _show_component(reg: Any, kind: str, name: str, as_json: bool) -> None:
@@ -180,6 +180,7 @@ def train_cmd(
     preset: Annotated[Optional[str], typer.Option("--preset", help="auto (by device), paper or cpu-quick.")] = None,
     data_root: Annotated[Optional[Path], typer.Option("--data-root", help="Folder holding data sets (else $GFLOWZOO_DATA).")] = None,
     no_progress: Annotated[bool, typer.Option("--no-progress", help="Do not draw a progress bar.")] = False,
+    eval_every: Annotated[Optional[int], typer.Option("--eval-every", help="Evaluate (cheaply) every K steps; logged to metrics.jsonl.")] = None,
 ) -> None:
     """Train a method and write a run directory (config.toml, checkpoints/, samples/, metrics.jsonl)."""
     from .runs import RunDir, default_run_dir
@@ -196,6 +197,8 @@ def train_cmd(
         run_over.update(steps=steps, minutes=0.0)
     elif minutes is not None:
         run_over.update(minutes=minutes, steps=10**9)
+    if eval_every is not None:
+        run_over["eval_every"] = eval_every
     if run_over:
         overrides["run"] = run_over
     if device is not None:
@@ -251,7 +254,12 @@ def _run_training(state: Any, run: Any, spec: Any, resume: bool, progress: bool)
         f"training [bold]{spec.method}[/] on [bold]{spec.dataset}[/] ({spec.preset}) on {device}; run: {run.path}",
         highlight=False,
     )
-    result = train(run, spec, method, resume_payload=payload, console=console, progress=progress)
+    on_eval = None
+    if spec.run.eval_every:
+        from .evaluate import training_hook  # in-training evaluation (gflowzoo/evaluate.py)
+
+        on_eval = training_hook(spec, method, state.registry, say=lambda s: console.print(s, highlight=False))
+    result = train(run, spec, method, resume_payload=payload, console=console, progress=progress, on_eval=on_eval)
     if result.interrupted:
         console.print(f"interrupted at step {result.step}; checkpoint saved: {result.checkpoint}")
         console.print(f"continue with: gflowzoo train {spec.method} --out {run.path} --resume")
@@ -336,6 +344,9 @@ def sample_cmd(
 
 
 # ---------------------------------------------------------------------------------------------------------------
+
+
+from . import cli_eval  # noqa: E402,F401  (registers evaluate, compare and extractor on app)
 
 
 def build_app() -> typer.Typer:

@@ -104,6 +104,8 @@ class PluginState:
             registrar = Registrar(self.registry, impl.plugin_name, version)
             try:
                 impl.function(register=registrar)
+                if registrar.clashes and info is not None:  # reported; the plugin's other components stay usable
+                    info.error = "registration failed: " + "; ".join(str(c) for c in registrar.clashes)
             except Exception as exc:  # noqa: BLE001
                 msg = f"{type(exc).__name__}: {exc}" if not hasattr(exc, "exit_code") else str(exc)
                 if info is not None:

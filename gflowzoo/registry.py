@@ -244,7 +244,16 @@ class Registrar:
 
     def __init__(self, registry: Registry, plugin: str, version: str | None) -> None:
         self.registry, self.plugin, self.version = registry, plugin, version
+        #: name clashes met by this plugin: recorded (and reported by the plugin manager) without stopping the
+        #: plugin's hook, so its other components stay registered
+        self.clashes: list[PluginError] = []
 
     def __call__(self, kind: str, name: str, target: str | Callable[..., Any], summary: str = "") -> None:
         summary = (summary or "").strip().splitlines()[0] if summary else ""
-        self.registry.add(Entry(kind, name, target, summary, self.plugin, self.version))
+        n_clashes = len(self.registry.clashes)
+        try:
+            self.registry.add(Entry(kind, name, target, summary, self.plugin, self.version))
+        except PluginError:
+            if len(self.registry.clashes) == n_clashes:  # not a clash: an invalid registration
+                raise
+            self.clashes.append(self.registry.clashes[-1])

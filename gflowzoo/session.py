@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import typing
 from pathlib import Path
 from typing import Any
 
@@ -116,7 +117,13 @@ def resolve(
 
 def _root_class(cfg_cls: type) -> type:
     """A dataclass describing the whole TOML document, used only for merge rules of component fields."""
-    fields = [(f.name, f.type, f) for f in dataclasses.fields(cfg_cls)]
+    # resolved annotations (a Config written with postponed annotations holds strings) and fresh Field objects
+    # (make_dataclass would otherwise rename and retype the method's own fields)
+    hints = typing.get_type_hints(cfg_cls)
+    fields = [
+        (f.name, hints.get(f.name, Any), dataclasses.field(default=None, metadata=f.metadata))
+        for f in dataclasses.fields(cfg_cls)
+    ]
     extra = [("run", LoopConfig, dataclasses.field(default_factory=LoopConfig))]
     return dataclasses.make_dataclass("Root", [(n, t, f) for n, t, f in fields] + extra)
 

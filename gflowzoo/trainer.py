@@ -122,8 +122,7 @@ def train(
 
         # sample grids use their own generator so that writing them does not change the training stream
         g = torch.Generator().manual_seed(spec.seed + 7919)
-        with torch.no_grad() if not getattr(method, "sample_needs_grad", True) else _nullcontext():
-            x = method.sample(loop.grid_size, g)
+        x = method.sample(loop.grid_size, g)
         return str(save_samples(x, method.data, run.samples_dir / f"{name}.png", title=f"{spec.method} step {step}"))
 
     interrupted = False
@@ -155,7 +154,10 @@ def train(
                 desc = " ".join(f"{k}={v:.4g}" for k, v in list(logs.items())[:3] if isinstance(v, (int, float)))
                 prog.update(task, completed=step, description=f"{spec.method} {desc}")
             if on_eval is not None and loop.eval_every and step % loop.eval_every == 0:
-                run.log({"step": step, "time": round(elapsed(), 3), **{f"eval/{k}": v for k, v in on_eval(step, elapsed()).items()}})
+                t_eval = elapsed()
+                evals = on_eval(step, t_eval)
+                if evals:  # a hook paced by wall-clock time returns {} when no evaluation is due
+                    run.log({"step": step, "time": round(t_eval, 3), **{f"eval/{k}": v for k, v in evals.items()}})
             if loop.checkpoint_every and step % loop.checkpoint_every == 0 and step < total:
                 last_ckpt = save()
             if loop.sample_every and step % loop.sample_every == 0 and step < total:
@@ -168,14 +170,6 @@ def train(
     last_ckpt = save()
     grid_path = None if interrupted else grid("final")
     return TrainResult(step, elapsed(), last_ckpt, grid_path, interrupted, "interrupt" if interrupted else stopped_by)
-
-
-class _nullcontext:
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, *a: Any) -> None:
-        return None
 
 
 class _NoProgress:

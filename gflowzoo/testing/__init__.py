@@ -9,7 +9,10 @@ Plugin authors subclass the contract classes in their own test suites (in the sp
         kernel_name = "my-kernel"
         plugins = ("my-plugin",)      # entry-point names to load for these tests
 
-and load their plugin for a test with :func:`plugins_loaded`.
+and load their plugin for a test with :func:`plugins_loaded`. The contract classes (``KernelContract``,
+``DivergenceContract``, ``ScheduleContract``, ``IntegratorContract``, ``BackboneContract``, ``DatasetContract``,
+``MethodContract``) live in :mod:`gflowzoo.testing.contracts`; they are imported on first use so that
+``import gflowzoo.testing`` stays light (no torch, no pytest).
 """
 
 from __future__ import annotations
@@ -41,4 +44,26 @@ def plugins_loaded(*names: str) -> Iterator[PluginState]:
         reset()
 
 
-__all__ = ["plugins_loaded", "temporary_plugin"]
+_CONTRACTS = (
+    "BackboneContract",
+    "DatasetContract",
+    "DivergenceContract",
+    "IntegratorContract",
+    "KernelContract",
+    "MethodContract",
+    "PluginContractBase",
+    "ScheduleContract",
+    "assert_states_equal",
+    "contract_plugins",
+)
+
+
+def __getattr__(name: str):
+    if name in _CONTRACTS:
+        from . import contracts
+
+        return getattr(contracts, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+__all__ = ["plugins_loaded", "temporary_plugin", *_CONTRACTS]

@@ -1,0 +1,356 @@
+"""Evaluation: one protocol (metrics, sample count, seed, reference, feature extractor) applied to a trained method.
+
+Used by ``gflowzoo evaluate`` (one run), by ``gflowzoo compare`` (every run with the same protocol) and during
+training (``--eval-every K``: a cheap protocol, logged to ``metrics.jsonl``).
+
+Defaults by data kind:
+
+=============  ============================================  ================================================
+data           ``evaluate`` / ``compare``                    during training
+=============  ============================================  ================================================
+2-D toys       mmd, energy, swd (+ modes, hq for mixtures),  mmd (+ modes for mixtures), n = 1,000
+               n = 2,500 against the test split
+digits         kid, fid with ``net-digits`` (trained on the  kid with ``net-digits``, n = 256
+               spot when missing: seconds), n = 1,000
+mnist          kid, fid with ``lenet-mnist``                 kid with ``lenet-mnist``
+cifar10, ...   kid, fid with ``inception-v3-compat``         kid with ``net-cifar10`` (cifar10) or Inception
+=============  ============================================  ================================================
+
+Image metrics compare against the training split (up to ``max(n, 10,000)`` items, features cached), toys against
+the held-out test split (``n`` items).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from . import __version__
+from .errors import UserError
+from .registry import check_options, split_spec, user_options
+
+DEFAULT_N = {"image": 1000, "points": 2500}
+TRAINING_N = {"image": 256, "points": 1000}
+IMAGE_REF_MIN = 10_000
+
+Say = Callable[[str], None]
+
+
+def default_metrics(kind: str, info: dict[str, Any] | None = None, purpose: str = "evaluate") -> list[str]:
+    """Metric names used when none are given (``purpose`` is ``"evaluate"`` or ``"training"``)."""
+    mixture = bool(info) and "centres" in info
+    if kind == "points":
+        if purpose == "training":
+            return ["mmd"] + (["modes"] if mixture else [])
+        return ["mmd", "energy", "swd"] + (["modes", "hq"] if mixture else [])
+    return ["kid"] if purpose == "training" else ["kid", "fid"]
+
+
+def default_extractor(dataset: str, shape: Sequence[int], purpose: str = "evaluate") -> str:
+    """The feature extractor used for image metrics when none is given.
+
+    A gflowzoo-trained classifier for its own data set (``net-digits``, ``lenet-mnist``, ``lenet-fashion-mnist``),
+    Inception-v3 otherwise; during training ``net-cifar10`` replaces Inception on CIFAR-10 (Inception is too slow
+    to run every few hundred steps on a CPU)."""
+    from .metrics.classifier import SPECS
+
+    for name, spec in SPECS.items():
+        if spec.dataset == dataset and list(spec.arch["in_shape"]) == list(shape):
+            if name == "net-cifar10" and purpose != "training":
+                break
+            return name
+    return "inception-v3-compat"
+
+
+def protocol_key(protocol: dict[str, Any]) -> str:
+    """10 hex digits identifying what makes two evaluations comparable: metrics and their options, sample count,
+    seed, reference, extractor (name and weights hash) and sampler settings."""
+    core = {k: protocol.get(k) for k in ("dataset", "metrics", "n", "seed", "sampler")}
+    ref = protocol.get("reference") or {}
+    core["reference"] = {k: ref.get(k) for k in ("dataset", "split", "n")}
+    ext = protocol.get("extractor") or {}
+    core["extractor"] = {k: ext.get(k) for k in ("name", "sha256")} if ext else None
+    blob = json.dumps(core, sort_keys=True, default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()[:10]
+
+
+@dataclass
+class EvalResult:
+    """Metric values with the protocol that produced them.
+
+    ``values``: metric name -> float (``kid``, ``kid_std``, ``fid``, ``mmd``, ...). ``timing``: ``sampling_s``,
+    ``metrics_s``, ``total_s`` (wall-clock seconds) and ``samples_per_s``. ``samples``: the evaluated samples
+    ``[n, *S]`` (model units, CPU; not saved)."""
+
+    values: dict[str, float]
+    protocol: dict[str, Any]
+    warnings: list[str] = field(default_factory=list)
+    timing: dict[str, float] = field(default_factory=dict)
+    samples: Any = None
+
+    @property
+    def key(self) -> str:
+        return protocol_key(self.protocol)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"values": self.values, "protocol": self.protocol, "warnings": self.warnings, "timing": self.timing,
+                "protocol_key": self.key}
+
+    def write(self, run_dir: str | Path) -> Path:
+        """Write ``RUN_DIR/eval-<protocol key>.json`` (atomically) and return its path."""
+        from .runs import atomic_write_bytes
+
+        path = Path(run_dir) / f"eval-{self.key}.json"
+        atomic_write_bytes(path, (json.dumps(self.to_json(), indent=2, default=str) + "\n").encode())
+        return path
+
+
+class Evaluator:
+    """Computes a set of metrics for samples of a data set, under one protocol.
+
+    Args:
+        data: a :class:`gflowzoo.data.DataHandle` of the data set.
+        metrics: metric specs (names or tables ``{"name": "kid", "subset_size": 500}``); ``None``: the defaults.
+        n: number of generated samples (default by data kind and ``purpose``).
+        seed: sampling and metric seed.
+        extractor: feature-extractor spec for image metrics (default: :func:`default_extractor`).
+        extractor_weights: a weights file for the extractor (its ``weights`` option).
+        ref_split: reference split (default: ``train`` for images, ``test`` for points).
+        ref_n: reference items (default: ``max(n, 10,000)`` for images, ``n`` for points; capped by the split).
+        device: where feature extraction runs (``cpu``, ``cuda``).
+        fit_extractor: train a missing gflowzoo extractor now instead of stopping with instructions.
+        purpose: ``"evaluate"`` or ``"training"`` (picks cheaper defaults).
+        say: receives one-line messages (warnings, extractor training).
+        cache: use the reference-feature cache.
+    """
+
+    def __init__(
+        self,
+        data: Any,
+        metrics: Sequence[str | dict[str, Any]] | None = None,
+        *,
+        n: int | None = None,
+        seed: int = 0,
+        extractor: str | dict[str, Any] | None = None,
+        extractor_weights: str | None = None,
+        ref_split: str | None = None,
+        ref_n: int | None = None,
+        device: str = "cpu",
+        registry: Any = None,
+        fit_extractor: bool = False,
+        purpose: str = "evaluate",
+        say: Say | None = None,
+        cache: bool = True,
+    ) -> None:
+        if registry is None:
+            from .plugins import get_registry
+
+            registry = get_registry()
+        self.data, self.registry, self.seed, self.device = data, registry, int(seed), device
+        self.metric_specs = list(metrics) if metrics else None
+        self.n_given, self.ref_split_given, self.ref_n_given = n, ref_split, ref_n
+        self.extractor_spec, self.extractor_weights = extractor, extractor_weights
+        self.fit_extractor, self.purpose, self.say, self.cache = fit_extractor, purpose, say, cache
+        self.prepared = False
+        if n is not None and n < 2:
+            raise UserError("--n must be at least 2.")
+
+    # -- set-up ----------------------------------------------------------------------------------------------
+    def _build_metrics(self, kind: str, info: dict[str, Any]) -> None:
+        specs = self.metric_specs or default_metrics(kind, info, self.purpose)
+        self.metrics: list[tuple[str, dict[str, Any], Any]] = []
+        seen = set()
+        for spec in specs:
+            name, opts = split_spec(spec)
+            if name in seen:
+                continue
+            seen.add(name)
+            cls = self.registry.load("metric", name)
+            opts = check_options(cls, opts, f"metric {name!r}")
+            full = {k: p.default for k, p in user_options(cls).items()}
+            full.update(opts)
+            metric = cls(**opts)
+            metric.check(kind, info)
+            self.metrics.append((name, full, metric))
+
+    def prepare(self) -> Evaluator:
+        """Check the metrics against the data, resolve the extractor (training or refusing as configured) and load
+        the reference, so that every problem shows before any sampling. Idempotent."""
+        if self.prepared:
+            return self
+        from .metrics.reference import Reference
+
+        kind, shape = self.data.kind, tuple(self.data.shape)
+        ref_split = self.ref_split_given or ("train" if kind == "image" else "test")
+        ref_ds = self.data.split(ref_split)
+        info = ref_ds.info()
+        self._build_metrics(kind, info)
+        self.n = int(self.n_given or (DEFAULT_N if self.purpose == "evaluate" else TRAINING_N).get(kind, 1000))
+        runtime = None
+        if any(m.needs_features for _, _, m in self.metrics):
+            runtime = self._runtime(shape)
+            if any(m.needs_logits for _, _, m in self.metrics) and runtime.extractor.logits_layer is None:
+                raise UserError(f"Feature extractor {runtime.extractor.name!r} has no logits for the Inception Score.")
+        ref_n = self.ref_n_given or (max(self.n, IMAGE_REF_MIN) if kind == "image" else self.n)
+        self.reference = Reference(ref_ds, self.data.name, ref_split, ref_n, runtime, cache=self.cache)
+        if runtime is not None:
+            self.reference.features()
+        self.prepared = True
+        return self
+
+    def _runtime(self, shape: tuple[int, ...]) -> Any:
+        from .metrics.fidelity import FeatureRuntime
+
+        spec = self.extractor_spec or default_extractor(self.data.name, shape, self.purpose)
+        name, opts = split_spec(spec)
+        if self.extractor_weights:
+            opts["weights"] = str(self.extractor_weights)
+        extractor = self.registry.create("feature-extractor", {"name": name, **opts} if opts else name)
+        extractor.check_shape(shape)
+        root = getattr(self.data, "root", None)
+        weights = extractor.resolve_weights(fit_missing=self.fit_extractor, data_root=str(root) if root else None,
+                                            device=self.device, say=self.say)
+        return FeatureRuntime(extractor, weights, self.device)
+
+    def protocol(self) -> dict[str, Any]:
+        """The protocol (without sampler and run facts, which :meth:`evaluate_method` adds)."""
+        self.prepare()
+        rt = self.reference.runtime
+        return {
+            "gflowzoo": __version__,
+            "dataset": self.data.name,
+            "data_kind": self.data.kind,
+            "shape": list(self.data.shape),
+            "metrics": [{"name": name, **opts} for name, opts, _ in self.metrics],
+            "n": self.n,
+            "seed": self.seed,
+            "reference": self.reference.describe(),
+            "extractor": rt.describe() if rt is not None else None,
+            "device": str(self.device),
+        }
+
+    # -- evaluation ------------------------------------------------------------------------------------------
+    def stages(self) -> list[str]:
+        """Names of the steps :meth:`evaluate_method` reports through ``on_stage`` (for progress bars)."""
+        self.prepare()
+        extra = ["features"] if self.reference.runtime is not None else []
+        return ["sampling", *extra, *[name for name, _, _ in self.metrics]]
+
+    def evaluate_samples(self, samples: Any, on_stage: Callable[[str], None] | None = None) -> EvalResult:
+        """Metrics of ``samples`` ``[N, *S]`` (model units). The protocol's ``n`` is the given count."""
+        from .metrics.base import EvalContext
+
+        self.prepare()
+        if tuple(samples.shape[1:]) != tuple(self.data.shape):
+            raise UserError(f"Samples have shape {list(samples.shape[1:])}; the data set has {list(self.data.shape)}.")
+        t0 = time.perf_counter()
+        ctx = EvalContext(samples, self.reference, self.seed, warn=self.say)
+        if self.reference.runtime is not None:
+            if on_stage:
+                on_stage("features")
+            ctx.features()
+        values: dict[str, float] = {}
+        for name, _, metric in self.metrics:
+            if on_stage:
+                on_stage(name)
+            values.update({k: float(v) for k, v in metric.compute(ctx).items()})
+        protocol = self.protocol()
+        protocol["n"] = int(samples.shape[0])
+        return EvalResult(values, protocol, list(ctx.warnings), {"metrics_s": time.perf_counter() - t0},
+                          samples=samples)
+
+    def evaluate_method(self, method: Any, sampler: dict[str, Any] | None = None,
+                        on_stage: Callable[[str], None] | None = None) -> EvalResult:
+        """Draw ``n`` samples from ``method`` (a CPU generator seeded with ``seed``) and compute the metrics.
+        ``sampler`` adds facts to the protocol's sampler section (e.g. the ``--set`` overrides)."""
+        import torch
+
+        self.prepare()
+        if on_stage:
+            on_stage("sampling")
+        t0 = time.perf_counter()
+        x = method.sample(self.n, torch.Generator().manual_seed(self.seed))
+        sampling_s = time.perf_counter() - t0
+        res = self.evaluate_samples(x.detach().cpu(), on_stage)
+        info = dict(getattr(method, "sampling_info", lambda: {})() or {})
+        res.protocol["sampler"] = {**info, **(sampler or {})}
+        res.timing.update(sampling_s=sampling_s, total_s=time.perf_counter() - t0,
+                          samples_per_s=self.n / max(sampling_s, 1e-9))
+        return res
+
+
+def evaluate_run(
+    run_dir: str | Path,
+    *,
+    metrics: Sequence[str] | None = None,
+    n: int | None = None,
+    seed: int = 0,
+    extractor: str | None = None,
+    extractor_weights: str | None = None,
+    ref_split: str | None = None,
+    sets: list[str] | None = None,
+    device: str | None = None,
+    fit_extractor: bool = False,
+    say: Say | None = None,
+    on_stage: Callable[[str], None] | None = None,
+    evaluator_ready: Callable[[Evaluator], None] | None = None,
+    write: bool = True,
+) -> tuple[EvalResult, Path | None]:
+    """Evaluate the latest checkpoint of a run directory and write ``RUN_DIR/eval-<protocol key>.json``."""
+    from .cli import load_run
+    from .session import resolve_device
+
+    spec, method, payload = load_run(Path(run_dir), sets, device)
+    ev = Evaluator(method.data, metrics, n=n, seed=seed, extractor=extractor, extractor_weights=extractor_weights,
+                   ref_split=ref_split, device=resolve_device(spec.device), fit_extractor=fit_extractor, say=say)
+    ev.prepare()
+    if evaluator_ready is not None:
+        evaluator_ready(ev)
+    res = ev.evaluate_method(method, {"sets": list(sets or [])}, on_stage)
+    res.protocol["run"] = {"method": spec.method, "step": int(payload.get("step", 0)),
+                           "train_seconds": float(payload.get("elapsed", 0.0)), "path": str(Path(run_dir))}
+    path = res.write(run_dir) if write else None
+    return res, path
+
+
+class TrainingEval:
+    """The ``on_eval(step, elapsed)`` hook of the training loop: a cheap evaluation every ``run.eval_every`` steps.
+
+    With ``every_seconds`` set, calls closer than that to the previous evaluation return ``{}`` (nothing logged),
+    so evaluations are spaced by training wall-clock time (``gflowzoo compare`` uses this). The returned dict
+    holds the metric values and ``seconds`` (the evaluation's own duration)."""
+
+    def __init__(self, evaluator: Evaluator, method: Any, every_seconds: float | None = None) -> None:
+        self.evaluator, self.method, self.every_seconds = evaluator.prepare(), method, every_seconds
+        self.last: float | None = None
+        self.eval_seconds = 0.0
+
+    def __call__(self, step: int, elapsed: float) -> dict[str, float]:
+        if self.every_seconds is not None:
+            train_time = elapsed - self.eval_seconds
+            if self.last is not None and train_time - self.last < self.every_seconds:
+                return {}
+            if self.last is None and train_time < self.every_seconds:
+                return {}
+            self.last = train_time
+        t0 = time.perf_counter()
+        res = self.evaluator.evaluate_method(self.method)
+        dt = time.perf_counter() - t0
+        self.eval_seconds += dt
+        return {**res.values, "seconds": round(dt, 4)}
+
+
+def training_hook(spec: Any, method: Any, registry: Any = None, say: Say | None = None,
+                  every_seconds: float | None = None) -> TrainingEval:
+    """The in-training evaluation of ``gflowzoo train --eval-every K`` (cheap defaults; see the module docstring).
+    Prepared at once, so a missing extractor or data stops before training starts."""
+    from .session import resolve_device
+
+    ev = Evaluator(method.data, None, seed=spec.seed, device=resolve_device(spec.device), registry=registry,
+                   purpose="training", say=say)
+    return TrainingEval(ev, method, every_seconds)

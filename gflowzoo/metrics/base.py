@@ -1,0 +1,119 @@
+"""The metric interface and the context a metric computes from.
+
+A metric is a registered component of kind ``metric``: a class whose keyword arguments (with defaults) are its
+options, and whose :meth:`Metric.compute` returns named scalars (``{"kid": ..., "kid_std": ...}``). It reads the
+generated samples, the reference data and, for image metrics, features from an :class:`EvalContext`; features are
+computed once per context and shared by every metric that asks for them.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Callable
+from typing import Any, ClassVar
+
+import torch
+from torch import Tensor
+
+from ..errors import UserError
+
+
+class Metric(abc.ABC):
+    """A sample-quality metric.
+
+    Class attributes:
+        data_kinds: the data kinds it applies to (``"image"``, ``"points"``).
+        needs_features: whether it reads features of an image feature extractor (FID, KID, ...).
+        needs_logits: whether it reads the extractor's class logits (Inception Score).
+        lower_is_better: for each key :meth:`compute` returns, whether smaller values are better (tables mark the
+            direction; keys absent here are informational, e.g. a standard deviation).
+    """
+
+    data_kinds: ClassVar[tuple[str, ...]] = ("image", "points")
+    needs_features: ClassVar[bool] = False
+    needs_logits: ClassVar[bool] = False
+    lower_is_better: ClassVar[dict[str, bool]] = {}
+
+    def check(self, kind: str, info: dict[str, Any]) -> None:
+        """Raise a :class:`UserError` when the metric cannot be computed on data of ``kind`` with ``info``
+        (:meth:`gflowzoo.data.Dataset.info`). Called before any sampling, so a bad choice fails at once."""
+        if kind not in self.data_kinds:
+            raise UserError(
+                f"Metric {type(self).__name__} applies to {' or '.join(self.data_kinds)} data, not {kind} data."
+            )
+
+    @abc.abstractmethod
+    def compute(self, ctx: EvalContext) -> dict[str, float]:
+        """Named scalar results (plain floats) for the samples held by ``ctx``."""
+
+
+class EvalContext:
+    """Everything a metric may read for one evaluation.
+
+    Args:
+        samples: generated samples ``[N, *S]`` in model units (images in ``[-1, 1]``, points in unit scale), CPU.
+        reference: a :class:`gflowzoo.metrics.reference.Reference` (the real data compared against).
+        seed: the evaluation seed; metrics draw their own randomness (KID subsets, projections) from it.
+        warn: called with a message when a metric changes a setting (e.g. a KID subset size lowered).
+    """
+
+    def __init__(self, samples: Tensor, reference: Any, seed: int = 0, warn: Callable[[str], None] | None = None):
+        self.samples = samples.detach().cpu()
+        self.reference = reference
+        self.seed = int(seed)
+        self.warnings: list[str] = []
+        self._warn = warn
+        self._features: dict[str, Tensor] | None = None
+
+    @property
+    def n(self) -> int:
+        """Number of generated samples."""
+        return int(self.samples.shape[0])
+
+    def warn(self, message: str) -> None:
+        """Record (and pass on) a warning that belongs in the evaluation protocol."""
+        if message not in self.warnings:
+            self.warnings.append(message)
+            if self._warn is not None:
+                self._warn(message)
+
+    def generator(self, offset: int = 0) -> torch.Generator:
+        """A fresh CPU generator seeded from the evaluation seed (``offset`` separates independent uses)."""
+        return torch.Generator().manual_seed(self.seed * 1_000_003 + offset)
+
+    # -- points ----------------------------------------------------------------------------------------------
+    def reference_samples(self) -> Tensor:
+        """Reference (real) samples ``[M, *S]`` in model units."""
+        return self.reference.samples()
+
+    def to_raw(self, x: Tensor) -> Tensor:
+        """Model units -> the data set's raw units (:meth:`gflowzoo.data.Dataset.to_unit`)."""
+        return self.reference.to_unit(x)
+
+    def info(self) -> dict[str, Any]:
+        """The data set's :meth:`~gflowzoo.data.Dataset.info`."""
+        return self.reference.info()
+
+    # -- images ----------------------------------------------------------------------------------------------
+    def features(self) -> dict[str, Tensor]:
+        """Features of the generated samples by layer name (``float64 [N, D]``), extracted once."""
+        if self._features is None:
+            self._features = self.reference.extract(self.samples)
+        return self._features
+
+    def reference_features(self) -> dict[str, Tensor]:
+        """Features of the reference samples by layer name (``float64 [M, D]``), cached on disk."""
+        return self.reference.features()
+
+    @property
+    def feature_layer(self) -> str:
+        """The layer FID, KID and precision/recall use."""
+        return self.reference.runtime.extractor.feature_layer
+
+    @property
+    def logits_layer(self) -> str:
+        """The layer the Inception Score uses (class logits)."""
+        layer = self.reference.runtime.extractor.logits_layer
+        if layer is None:
+            raise UserError(f"Feature extractor {self.reference.runtime.extractor.name!r} has no class logits.")
+        return layer

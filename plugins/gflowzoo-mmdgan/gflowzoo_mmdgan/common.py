@@ -1,0 +1,134 @@
+"""Pieces shared by ``mmdgan`` and ``mmdgan-gp``: the generator options, a base class holding the generator, the
+data stream and sampling, numerically safe helpers and the data-set families the presets know."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Any, Literal
+
+import torch
+from torch import Tensor, nn
+
+from gflowzoo.errors import ConfigError
+from gflowzoo.interfaces import Method
+from gflowzoo.nets import MLP, DCGANDecoder, sample_latent
+
+#: Data sets with tuned presets; any ``toy-*`` name counts as ``toy``.
+FAMILIES = ("toy", "digits", "mnist", "cifar10", "celeba64", "lsun-church64")
+
+
+def family(dataset: str) -> str | None:
+    """The preset family of a data-set name (``"toy"`` for every ``toy-*``), or None when no preset is tuned."""
+    if dataset.startswith("toy-"):
+        return "toy"
+    return dataset if dataset in FAMILIES else None
+
+
+def safe_sqrt(v: Tensor, eps: float = 1e-10) -> Tensor:
+    """``sqrt(relu(v))`` with a finite gradient everywhere: ``sqrt(max(v, eps))``.
+
+    The value is off by at most ``sqrt(eps)`` (1e-5) where ``v < eps`` and the gradient there is 0 (as ReLU's is
+    for ``v < 0``); the largest gradient is ``1 / (2 sqrt(eps))`` = 5e4 instead of infinity at 0. The official
+    MMD GAN code uses ``sqrt(relu(v))``, whose gradient is infinite at ``v = 0`` (a NaN source)."""
+    return v.clamp_min(eps).sqrt()
+
+
+def one_sided(v: Tensor) -> Tensor:
+    """The one-sided hinge of the MMD GAN code, ``-mean(relu(-v))`` (always ``<= 0``), for ``v`` ``[D]`` = the
+    difference of the mean critic features of real and generated samples."""
+    return -torch.relu(-v).mean()
+
+
+@dataclasses.dataclass
+class GeneratorConfig:
+    """Generator options shared by the GAN methods (the fields are part of each method's ``Config``)."""
+
+    #: Latent size (MMD GAN: also the critic's code size k unless ``feature_dim`` is set).
+    nz: int = 10
+    #: Latent distribution: ``normal`` N(0, I) or ``uniform`` U[-1, 1].
+    latent: Literal["normal", "uniform"] = "normal"
+    #: ``auto`` = ``dcgan`` for images, ``mlp`` for 2-D points.
+    generator: Literal["auto", "dcgan", "mlp"] = "auto"
+    #: DCGAN generator width (64 in the papers).
+    ngf: int = 64
+    #: Hidden widths of MLP generators (and of MLP decoders).
+    mlp_hidden: list[int] = dataclasses.field(default_factory=lambda: [128, 128, 128])
+    #: Minibatch size (real and generated).
+    batch_size: int = 64
+    #: Samples generated per forward pass in :meth:`sample`.
+    sample_chunk: int = 1000
+
+
+def build_generator(cfg: Any, shape: tuple[int, ...], kind: str) -> nn.Module:
+    """The generator ``[N, nz] -> [N, *shape]`` (tanh output for images in ``[-1, 1]``, linear for points)."""
+    choice = cfg.generator if cfg.generator != "auto" else ("dcgan" if kind == "image" else "mlp")
+    out_act = "tanh" if kind == "image" else "none"
+    if choice == "dcgan":
+        return DCGANDecoder(cfg.nz, shape, ngf=cfg.ngf, out_activation=out_act)
+    return MLP(cfg.nz, math.prod(shape), cfg.mlp_hidden, "relu", out_act, out_shape=shape)
+
+
+def check_positive(cfg: Any, *names: str) -> None:
+    """A :class:`ConfigError` naming the first of ``names`` whose value is not > 0."""
+    for name in names:
+        value = getattr(cfg, name)
+        if not value > 0:
+            raise ConfigError(f"{name} must be > 0; got {value!r}.")
+
+
+class GANBase(Method):
+    """A generator plus the data stream. Subclasses add the critic, the losses and the optimisers.
+
+    All randomness of a training step comes from the step's CPU ``generator``: real minibatches are drawn with
+    replacement (``Dataset.sample``), latents with :func:`gflowzoo.nets.sample_latent`."""
+
+    def __init__(self, config: Any, data: Any, device: torch.device | str = "cpu") -> None:
+        super().__init__(config, data, device)
+        check_positive(config, "nz", "batch_size", "sample_chunk")
+        self.shape = tuple(int(s) for s in data.shape)
+        self.kind = data.kind
+        self.G = build_generator(config, self.shape, self.kind).to(self.device)
+        self._train_set: Any = None
+
+    # -- data ------------------------------------------------------------------------------------------------------
+    def real_batch(self, generator: torch.Generator, n: int | None = None) -> Tensor:
+        """``n`` (default ``batch_size``) training samples ``[n, *S]`` on the method's device."""
+        if self._train_set is None:
+            self._train_set = self.data.train
+        return self._train_set.sample(n or self.config.batch_size, generator).to(self.device)
+
+    def latent(self, generator: torch.Generator, n: int | None = None) -> Tensor:
+        """``n`` (default ``batch_size``) latent codes ``[n, nz]`` on the method's device."""
+        return sample_latent(n or self.config.batch_size, self.config.nz, generator, self.device, self.config.latent)
+
+    # -- sampling --------------------------------------------------------------------------------------------------
+    @torch.no_grad()
+    def sample(self, n: int, generator: torch.Generator) -> Tensor:
+        """``n`` samples ``[n, *S]`` on the CPU (model units). The generator runs in eval mode (BatchNorm uses its
+        running statistics), so sampling never changes the model's state."""
+        was = self.G.training
+        self.G.eval()
+        try:
+            out = []
+            for start in range(0, n, self.config.sample_chunk):
+                m = min(self.config.sample_chunk, n - start)
+                out.append(self.G(self.latent(generator, m)).float().cpu())
+        finally:
+            self.G.train(was)
+        return torch.cat(out) if out else torch.zeros(0, *self.shape)
+
+    def sampling_info(self) -> dict[str, Any]:
+        """One generator pass per sample."""
+        return {"nfe": 1, "latent": f"{self.config.latent}^{self.config.nz}"}
+
+
+def set_requires_grad(module: nn.Module, flag: bool) -> None:
+    """Turn gradient tracking of every parameter of ``module`` on or off."""
+    for p in module.parameters():
+        p.requires_grad_(flag)
+
+
+def as_float(x: Tensor | float) -> float:
+    """A Python float of a scalar tensor (logs must be floats so the trainer can spot NaN/inf)."""
+    return float(x.detach()) if isinstance(x, Tensor) else float(x)

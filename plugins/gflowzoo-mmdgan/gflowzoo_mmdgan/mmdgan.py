@@ -1,0 +1,236 @@
+"""MMD GAN (Li, Chang, Cheng, Yang & Poczos, NeurIPS 2017): method ``mmdgan``.
+
+The generator ``g`` minimises, and the critic (an encoder ``f`` with a decoder ``dec``) maximises,
+
+    L_D = D(f(x), f(g(z))) + lambda_rg * OS(mean f(x) - mean f(g(z)))
+          - lambda_ae * ( mse(dec(f(x)), x) + mse(dec(f(y)), y) ),          y = g(z) detached
+    L_G = D(f(x), f(g(z))) + lambda_rg * OS(mean f(x) - mean f(g(z))),
+
+with ``D = MMD^2`` under a Gaussian mixture kernel on the critic features (``sqrt(MMD^2)`` with ``sqrt_loss``),
+``OS(v) = -mean(relu(-v))`` the code's one-sided hinge, the encoder weights clipped to ``[-clip, clip]`` before each
+critic step and RMSprop for both players.
+
+Defaults follow the **paper** where the official code (``OctoberChang/MMD-GAN``) departs from it; each code
+behaviour is one option away (``docs/baselines.md`` lists them):
+
+============================  ======================  ==========================================
+what                          paper (default)         official code (option)
+============================  ======================  ==========================================
+loss on the MMD               MMD^2                   ``sqrt_loss = true`` (sqrt(relu(MMD^2)))
+MMD^2 estimator               ``unbiased``            ``estimator = "biased"``
+one-sided hinge               off (``lambda_rg = 0``)  ``lambda_rg = 16``
+============================  ======================  ==========================================
+
+Shared by both: sigma in {1, 2, 4, 8, 16} (std convention), lambda_ae = 8 for real and 8 for generated samples,
+clip 0.01 on the encoder only (BatchNorm parameters included, decoder not clipped), RMSprop lr 5e-5, the critic
+schedule of the code (100 critic steps for the first 25 generator iterations and every 500th, else 5).
+
+One ``train_step`` is one generator iteration together with its critic iterations; the number of critic
+iterations is a function of ``step`` alone (:meth:`MMDGAN.critic_steps_at`), so ``run.steps`` counts generator
+iterations and resuming is exact.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Literal
+
+import torch
+from torch import Tensor
+from torch.nn import functional as F
+
+from gflowzoo.config import component
+from gflowzoo.divergences import mmd2
+from gflowzoo.errors import ConfigError
+from gflowzoo.nets import MLP, DCGANDecoder
+
+from .common import GANBase, GeneratorConfig, as_float, check_positive, family, one_sided, safe_sqrt, set_requires_grad
+
+__all__ = ["MMDGAN", "MMDGANConfig"]
+
+
+@dataclasses.dataclass
+class MMDGANConfig(GeneratorConfig):
+    """Options of ``mmdgan`` (defaults: the paper's choices with the official code's hyper-parameters)."""
+
+    #: Critic encoder f: any registered backbone (``dcgan`` for images, ``mlp-critic`` for 2-D toys).
+    critic: Any = component("backbone", "dcgan")
+    #: Size k of the critic code; 0 means ``nz`` (the official code ties the two).
+    feature_dim: int = 0
+    #: Kernel on critic features: a Gaussian mixture, sigma in {1,2,4,8,16}, std convention exp(-d^2 / (2 s^2)).
+    kernel: Any = component("kernel", {"name": "rbf", "sigmas": [1.0, 2.0, 4.0, 8.0, 16.0], "convention": "std"})
+    #: MMD^2 estimator: ``unbiased`` (paper) or ``biased`` (the official code's V-statistic).
+    estimator: Literal["unbiased", "biased", "u-statistic"] = "unbiased"
+    #: Use sqrt(relu(MMD^2)) (official code) instead of MMD^2 (paper); the square root is clamped (finite gradient).
+    sqrt_loss: bool = False
+    #: Weight of the one-sided hinge term of the code (16 there); 0 = off, as in the paper's objective.
+    lambda_rg: float = 0.0
+    #: Weight of each auto-encoder term (real and generated); 0 removes the decoder.
+    lambda_ae: float = 8.0
+    #: Width of the DCGAN decoder of the auto-encoder term (images).
+    decoder_ngf: int = 64
+    #: Weight clipping of the encoder f (all its parameters, BatchNorm included), before every critic step.
+    clip: float = 0.01
+    #: RMSprop learning rate of both players, and RMSprop's smoothing constant.
+    lr: float = 5e-5
+    rmsprop_alpha: float = 0.99
+    #: Critic steps per generator step, and the warm-up schedule of the code: ``critic_steps_warmup`` critic steps
+    #: for the first ``warmup_generator_steps`` generator steps and every ``warmup_every``-th one (0 = never).
+    critic_steps: int = 5
+    critic_steps_warmup: int = 100
+    warmup_generator_steps: int = 25
+    warmup_every: int = 500
+
+
+#: Official per-data-set settings (``run_exp.sh``): the latent size nz equals the code size k.
+_PAPER_NZ = {"mnist": 10, "digits": 10, "cifar10": 128, "celeba64": 64, "lsun-church64": 128}
+
+
+class MMDGAN(GANBase):
+    """MMD GAN with an auto-encoding, weight-clipped critic (Li et al. 2017). See the module docstring."""
+
+    Config = MMDGANConfig
+
+    @classmethod
+    def preset(cls, dataset: str, variant: str) -> dict[str, Any]:
+        """Per-data-set settings: ``paper`` = the official hyper-parameters (nz = 10/128/64/128 for MNIST/CIFAR-10/
+        CelebA/LSUN, widths 64, the full warm-up schedule); ``cpu-quick`` = narrower networks and a short warm-up
+        (25 critic steps for the first 10 generator steps); toys use MLPs for both players."""
+        fam = family(dataset)
+        if fam is None:
+            return {}
+        if fam == "toy":
+            out: dict[str, Any] = {
+                "critic": {"name": "mlp-critic", "width": 128, "depth": 3},
+                "nz": 4, "feature_dim": 16, "mlp_hidden": [128, 128, 128], "batch_size": 256,
+                "clip": 0.05, "lr": 5e-4,
+            }
+            if variant == "cpu-quick":
+                out.update(critic_steps_warmup=20, warmup_generator_steps=10, warmup_every=0)
+            return out
+        out = {"nz": _PAPER_NZ[fam]}
+        if variant == "cpu-quick":
+            width = 16 if fam == "digits" else 32
+            out.update(ngf=width, decoder_ngf=width, critic={"name": "dcgan", "ndf": width})
+            out.update(critic_steps_warmup=25, warmup_generator_steps=10)
+        return out
+
+    def __init__(self, config: MMDGANConfig, data: Any, device: torch.device | str = "cpu") -> None:
+        super().__init__(config, data, device)
+        c = config
+        check_positive(c, "lr", "critic_steps")
+        if c.clip < 0 or c.lambda_ae < 0 or c.lambda_rg < 0 or c.critic_steps_warmup < 0 or c.warmup_every < 0:
+            raise ConfigError("clip, lambda_ae, lambda_rg, critic_steps_warmup and warmup_every must be >= 0.")
+        from gflowzoo.plugins import get_registry
+
+        reg = get_registry()
+        self.k = c.feature_dim or c.nz
+        self.critic = reg.create("backbone", c.critic, in_shape=self.shape, feature_dim=self.k).to(self.device)
+        self.kernel = reg.create("kernel", c.kernel)
+        self.decoder = None
+        if c.lambda_ae > 0:
+            if self.kind == "image":
+                self.decoder = DCGANDecoder(self.k, self.shape, ngf=c.decoder_ngf, out_activation="tanh")
+            else:
+                import math
+
+                self.decoder = MLP(self.k, math.prod(self.shape), c.mlp_hidden, "relu", "none", out_shape=self.shape)
+            self.decoder.to(self.device)
+        d_params = list(self.critic.parameters()) + (list(self.decoder.parameters()) if self.decoder else [])
+        self.opt_g = torch.optim.RMSprop(self.G.parameters(), lr=c.lr, alpha=c.rmsprop_alpha)
+        self.opt_d = torch.optim.RMSprop(d_params, lr=c.lr, alpha=c.rmsprop_alpha)
+
+    # -- the schedule ----------------------------------------------------------------------------------------------
+    def critic_steps_at(self, step: int) -> int:
+        """Critic iterations before generator iteration ``step`` (0-based): ``critic_steps_warmup`` while
+        ``step < warmup_generator_steps`` or when ``step`` is a multiple of ``warmup_every``; else
+        ``critic_steps``."""
+        c = self.config
+        if step < c.warmup_generator_steps or (c.warmup_every > 0 and step % c.warmup_every == 0):
+            return max(c.critic_steps_warmup, 1)
+        return c.critic_steps
+
+    # -- losses ----------------------------------------------------------------------------------------------------
+    def _distance(self, fx: Tensor, fy: Tensor) -> tuple[Tensor, Tensor]:
+        """``(loss term, MMD^2)`` for features of real ``fx`` and generated ``fy`` (``[B, k]``)."""
+        m2 = mmd2(fx, fy, self.kernel, self.config.estimator)
+        return (safe_sqrt(m2) if self.config.sqrt_loss else m2), m2
+
+    def critic_step(self, generator: torch.Generator) -> dict[str, Tensor]:
+        """One critic (encoder + decoder) ascent step on ``L_D``; returns detached scalars."""
+        c = self.config
+        if c.clip > 0:
+            with torch.no_grad():
+                for p in self.critic.parameters():
+                    p.clamp_(-c.clip, c.clip)
+        x = self.real_batch(generator)
+        z = self.latent(generator)
+        with torch.no_grad():
+            y = self.G(z)
+        fx, fy = self.critic(x), self.critic(y)
+        dist, m2 = self._distance(fx, fy)
+        objective = dist
+        if c.lambda_rg > 0:
+            objective = objective + c.lambda_rg * one_sided(fx.mean(0) - fy.mean(0))
+        ae = torch.zeros((), device=self.device)
+        if self.decoder is not None:
+            ae = F.mse_loss(self.decoder(fx), x) + F.mse_loss(self.decoder(fy), y)
+            objective = objective - c.lambda_ae * ae
+        self.opt_d.zero_grad(set_to_none=True)
+        objective.neg().backward()
+        self.opt_d.step()
+        return {"loss_d": objective.detach(), "mmd2_d": m2.detach(), "ae": ae.detach()}
+
+    def generator_step(self, generator: torch.Generator) -> dict[str, Tensor]:
+        """One generator descent step on ``L_G`` with a fresh real batch; returns detached scalars."""
+        c = self.config
+        x = self.real_batch(generator)
+        z = self.latent(generator)
+        set_requires_grad(self.critic, False)
+        try:
+            with torch.no_grad():
+                fx = self.critic(x)
+            fy = self.critic(self.G(z))
+            dist, m2 = self._distance(fx, fy)
+            loss = dist
+            if c.lambda_rg > 0:
+                loss = loss + c.lambda_rg * one_sided(fx.mean(0) - fy.mean(0))
+            self.opt_g.zero_grad(set_to_none=True)
+            loss.backward()
+            self.opt_g.step()
+        finally:
+            set_requires_grad(self.critic, True)
+        return {"loss": loss.detach(), "mmd2": m2.detach()}
+
+    def train_step(self, step: int, generator: torch.Generator) -> dict[str, float]:
+        """``critic_steps_at(step)`` critic steps, then one generator step. Logs ``loss`` (generator loss),
+        ``loss_d`` (the critic's objective, maximised), ``mmd2`` and ``ae`` (last critic step), ``critic_steps``."""
+        n_critic = self.critic_steps_at(step)
+        for _ in range(n_critic):
+            d_logs = self.critic_step(generator)
+        g_logs = self.generator_step(generator)
+        logs = {k: as_float(v) for k, v in {**g_logs, **d_logs}.items()}
+        logs["critic_steps"] = float(n_critic)
+        return logs
+
+    # -- state -----------------------------------------------------------------------------------------------------
+    def state_dict(self) -> dict[str, Any]:
+        """Networks and both RMSprop states (tensors and plain data only)."""
+        state = {
+            "generator": self.G.state_dict(),
+            "critic": self.critic.state_dict(),
+            "opt_g": self.opt_g.state_dict(),
+            "opt_d": self.opt_d.state_dict(),
+        }
+        if self.decoder is not None:
+            state["decoder"] = self.decoder.state_dict()
+        return state
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore from :meth:`state_dict`."""
+        self.G.load_state_dict(state["generator"])
+        self.critic.load_state_dict(state["critic"])
+        if self.decoder is not None:
+            self.decoder.load_state_dict(state["decoder"])
+        self.opt_g.load_state_dict(state["opt_g"])
+        self.opt_d.load_state_dict(state["opt_d"])

@@ -1,0 +1,62 @@
+"""The documentation cannot drift: the CLI reference is regenerated and compared, links resolve, snippets parse."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+import tomllib
+
+import pytest
+
+from gflowzoo.docs_cli import DOC_PATH, missing_repo_plugins, repo_plugins
+from helpers_plugins import REPO, subprocess_env
+
+DOCS = REPO / "docs"
+
+
+def test_cli_reference_up_to_date():
+    missing = missing_repo_plugins()
+    if missing:
+        pytest.skip("plugins under plugins/ not installed here (the reference includes their commands): "
+                    + ", ".join(missing))
+    done = subprocess.run([sys.executable, "-m", "gflowzoo.docs_cli"], env=subprocess_env(), capture_output=True,
+                          text=True, timeout=300, cwd=REPO)
+    assert done.returncode == 0, done.stderr[-3000:]
+    current = DOC_PATH.read_text() if DOC_PATH.exists() else ""
+    assert done.stdout == current, "docs/cli.md is out of date: run python -m gflowzoo.docs_cli --write"
+
+
+def test_cli_reference_covers_core_commands():
+    text = DOC_PATH.read_text()
+    for cmd in ("gflowzoo", "gflowzoo list", "gflowzoo plugins", "gflowzoo train", "gflowzoo sample"):
+        assert f"## `{cmd}`" in text
+
+
+def test_repo_plugins_are_read_from_pyprojects():
+    for name, folder in repo_plugins().items():
+        data = tomllib.loads((REPO / "plugins" / folder / "pyproject.toml").read_text())
+        assert name in data["project"]["entry-points"]["gflowzoo"]
+
+
+@pytest.mark.parametrize("page", sorted(p.name for p in DOCS.glob("*.md")))
+def test_relative_links_resolve(page):
+    text = (DOCS / page).read_text()
+    for target in re.findall(r"\]\(([^)#\s]+)(?:#[^)]*)?\)", text):
+        if "://" in target or target.startswith("mailto:"):
+            continue
+        assert (DOCS / target).exists(), f"{page} links to missing {target}"
+
+
+@pytest.mark.parametrize("page", sorted(p.name for p in DOCS.glob("*.md")))
+def test_toml_snippets_parse(page):
+    text = (DOCS / page).read_text()
+    for block in re.findall(r"```toml\n(.*?)```", text, flags=re.S):
+        tomllib.loads(block)
+
+
+@pytest.mark.parametrize("page", sorted(p.name for p in DOCS.glob("*.md")))
+def test_python_snippets_compile(page):
+    text = (DOCS / page).read_text()
+    for i, block in enumerate(re.findall(r"```python\n(.*?)```", text, flags=re.S)):
+        compile(block, f"{page}[{i}]", "exec")
