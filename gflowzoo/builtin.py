@@ -48,7 +48,7 @@ def gflowzoo_register(register):
         "any folder of images: imagefolder:PATH or imagefolder:PATH@SIZE",
     )
     # == metrics and feature extractors (evaluation helper) ====================================================
-    register("metric", "kid", "gflowzoo.metrics.image:KID", "Kernel Inception Distance (unbiased, mean ± std over subsets)")
+    register("metric", "kid", "gflowzoo.metrics.image:KID", "Kernel Inception Distance (unbiased, over subsets)")
     register("metric", "fid", "gflowzoo.metrics.image:FID", "Fréchet Inception Distance (torch-fidelity)")
     register("metric", "is", "gflowzoo.metrics.image:InceptionScore", "Inception Score from the extractor's logits")
     register("metric", "prc", "gflowzoo.metrics.image:PrecisionRecall", "improved precision and recall (k-NN balls)")
@@ -56,7 +56,7 @@ def gflowzoo_register(register):
     register("metric", "energy", "gflowzoo.metrics.toy:EnergyDistance", "2-D: energy distance (unbiased)")
     register("metric", "swd", "gflowzoo.metrics.toy:SlicedWasserstein", "2-D: sliced Wasserstein-2 distance")
     register("metric", "modes", "gflowzoo.metrics.toy:ModesCovered", "2-D mixtures: number of modes covered")
-    register("metric", "hq", "gflowzoo.metrics.toy:HighQualityFraction", "2-D mixtures: fraction within 3 std of a mode")
+    register("metric", "hq", "gflowzoo.metrics.toy:HighQualityFraction", "2-D mixtures: share within 3 std of a mode")
     register(
         "feature-extractor", "inception-v3-compat", "gflowzoo.metrics.extractors:InceptionV3Compat",
         "Inception-v3 (TF 2015-12-05 port of torch-fidelity); weights from the torch hub cache or a path",

@@ -14,6 +14,7 @@ from typing import Annotated, Any, Optional
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from .errors import GflowzooError, UserError, unknown_name
@@ -39,7 +40,7 @@ def handle_errors(fn):
         try:
             return fn(*args, **kwargs)
         except GflowzooError as exc:
-            err_console.print(f"[bold red]Error:[/] {exc}", highlight=False, soft_wrap=True)
+            err_console.print(f"[bold red]Error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
             raise typer.Exit(exc.exit_code) from None
 
     return wrapper
@@ -106,7 +107,7 @@ def list_cmd(
         console.print(table)
         console.print()
     for plugin, msg in errors:
-        console.print(f"[yellow]plugin {plugin!r} failed:[/] {msg}", highlight=False, soft_wrap=True)
+        console.print(f"[yellow]plugin {escape(repr(plugin))} failed:[/] {escape(msg)}", highlight=False, soft_wrap=True)
 
 
 def _show_component(reg: Any, kind: str, name: str, as_json: bool) -> None:
@@ -149,7 +150,7 @@ def plugins_cmd(
     for col in ("plugin", "version", "distribution", "hooks", "status"):
         table.add_column(col)
     for i in infos:
-        status = f"[red]{i.error}[/]" if i.error else ("built-in" if i.builtin else "ok")
+        status = f"[red]{escape(i.error)}[/]" if i.error else ("built-in" if i.builtin else "ok")
         table.add_row(i.name, i.version or "", i.distribution or "", ", ".join(i.hooks), status)
     console.print(table)
 
@@ -369,7 +370,7 @@ def main(argv: list[str] | None = None) -> None:
     try:
         build_app()(args=argv, prog_name="gflowzoo")
     except GflowzooError as exc:  # raised outside a command (e.g. while loading plugins)
-        err_console.print(f"[bold red]Error:[/] {exc}", highlight=False)
+        err_console.print(f"[bold red]Error:[/] {escape(str(exc))}", highlight=False)
         sys.exit(exc.exit_code)
 
 

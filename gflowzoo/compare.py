@@ -148,7 +148,8 @@ def _config_label(method: str, data: dict[str, Any]) -> str:
 
 
 def _train_seconds_from_log(run: Any, elapsed: float) -> float:
-    spent = sum(float(r.get("eval/seconds", 0.0)) for r in run.read_metrics())
+    """Training time of a run: ``elapsed`` minus the in-training evaluations logged before it ended."""
+    spent = sum(float(r.get("eval/seconds", 0.0)) for r in run.read_metrics() if not r.get("after_training"))
     return max(elapsed - spent, 0.0)
 
 
@@ -203,7 +204,7 @@ class Comparison:
         else:
             self.steps, self.budget_minutes = None, budget_minutes or parse_budget(DEFAULT_BUDGET)
         stamp = time.strftime("%Y%m%d-%H%M%S")
-        self.out = Path(out) if out else Path("runs") / f"compare-{re.sub(r'[^A-Za-z0-9_.-]+', '_', self.dataset)}-{stamp}"
+        self.out = Path(out) if out else Path("runs") / f"compare-{_slug(self.dataset)}-{stamp}"
         self.metrics, self.n, self.extractor = (list(metrics) if metrics else None), n, extractor
         self.extractor_weights, self.fit_extractor, self.eval_points = extractor_weights, fit_extractor, eval_points
         self.device, self.data_root, self.preset = device, data_root, preset
@@ -332,7 +333,7 @@ class Comparison:
             _, payload = run.latest_checkpoint(method)
             spec = self._resolve(method, seed, base=run.read_config())
             if self.budget_minutes is not None:
-                left = self.budget_minutes - float(payload.get("elapsed", 0.0)) / 60.0
+                left = self.budget_minutes - _train_seconds_from_log(run, float(payload.get("elapsed", 0.0))) / 60
                 spec.run.minutes = max(left, 1e-6)
             self._note(f"  resuming {run.path} from step {payload['step']}")
         run.path.mkdir(parents=True, exist_ok=True)
@@ -348,12 +349,13 @@ class Comparison:
         if res.interrupted:
             rec.status, rec.steps = "interrupted", res.step
             return rec
-        if hook is not None:  # close the curve at the end of training
-            vals = hook(res.step, res.elapsed) if hook.every_seconds is None else _force(hook, res)
-            run.log({"step": res.step, "time": round(res.elapsed, 3), **{f"eval/{k}": v for k, v in vals.items()}})
         rec.steps = res.step
         rec.train_seconds = _train_seconds_from_log(run, res.elapsed)
         rec.eval_seconds_in_training = res.elapsed - rec.train_seconds
+        if hook is not None and hook.last_step != res.step:  # close the curve at the end of training
+            vals = _force(hook, res)
+            run.log({"step": res.step, "time": round(res.elapsed, 3), "after_training": True,
+                     **{f"eval/{k}": v for k, v in vals.items()}})
         self._final(m, run, rec)
         marker.write_text(json.dumps(asdict(rec), indent=2, default=str) + "\n")
         return rec
@@ -366,10 +368,10 @@ class Comparison:
                                "path": rec.path}
         rec.values, rec.timing, rec.sampler = res.values, res.timing, res.protocol.get("sampler", {})
         rec.eval_file = str(res.write(run.path))
-        x = res.samples if method_obj.data.kind != "image" else res.samples[:64]
-        name = f"samples-{_slug(rec.label)}-seed{rec.seed}.png"
-        img = save_samples(x, method_obj.data, self.out / "report-files" / name, title=rec.label)
-        rec.samples_image = str(img)
+        if not any(r.label == rec.label and r.samples_image for r in self.records):  # one picture per label
+            x = res.samples if method_obj.data.kind != "image" else res.samples[:64]
+            name = f"samples-{_slug(rec.label)}.png"
+            rec.samples_image = str(save_samples(x, method_obj.data, self.out / "report-files" / name, title=rec.label))
         rec.status = "done"
         for w in res.warnings:
             self.say(w)

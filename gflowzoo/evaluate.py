@@ -8,7 +8,7 @@ Defaults by data kind:
 =============  ============================================  ================================================
 data           ``evaluate`` / ``compare``                    during training
 =============  ============================================  ================================================
-2-D toys       mmd, energy, swd (+ modes, hq for mixtures),  mmd (+ modes for mixtures), n = 1,000
+2-D toys       mmd, energy, swd (+ modes, hq for mixtures),  mmd (+ modes for mixtures), n = 500
                n = 2,500 against the test split
 digits         kid, fid with ``net-digits`` (trained on the  kid with ``net-digits``, n = 256
                spot when missing: seconds), n = 1,000
@@ -35,7 +35,7 @@ from .errors import UserError
 from .registry import check_options, split_spec, user_options
 
 DEFAULT_N = {"image": 1000, "points": 2500}
-TRAINING_N = {"image": 256, "points": 1000}
+TRAINING_N = {"image": 256, "points": 500}
 IMAGE_REF_MIN = 10_000
 
 Say = Callable[[str], None]
@@ -328,6 +328,7 @@ class TrainingEval:
     def __init__(self, evaluator: Evaluator, method: Any, every_seconds: float | None = None) -> None:
         self.evaluator, self.method, self.every_seconds = evaluator.prepare(), method, every_seconds
         self.last: float | None = None
+        self.last_step: int | None = None
         self.eval_seconds = 0.0
 
     def __call__(self, step: int, elapsed: float) -> dict[str, float]:
@@ -342,6 +343,7 @@ class TrainingEval:
         res = self.evaluator.evaluate_method(self.method)
         dt = time.perf_counter() - t0
         self.eval_seconds += dt
+        self.last_step = step
         return {**res.values, "seconds": round(dt, 4)}
 
 

@@ -107,8 +107,11 @@ def train(
     trainable = getattr(method, "trainable", True)
     total = loop.steps if trainable else step
     budget = loop.minutes * 60.0 if loop.minutes > 0 else math.inf
+    eval_spent = 0.0  # seconds spent in on_eval (excluded from the minutes budget)
     t0 = time.perf_counter()
-    last_ckpt: str | None = None
+    # on resume, the checkpoint training started from is the last good one until a new one is written
+    start = [p for p in run.checkpoints() if p.name == f"step-{step:08d}.pt"] if resume_payload is not None else []
+    last_ckpt: str | None = str(start[-1]) if start else None
     stopped_by = "steps"
 
     def elapsed() -> float:
@@ -131,7 +134,7 @@ def train(
         task = prog.add_task(f"train {spec.method}", total=max(total, 1), completed=min(step, total)) if prog else None
         window: list[float] = []
         while step < total:
-            if elapsed() - elapsed_before >= budget:
+            if elapsed() - elapsed_before - eval_spent >= budget:  # in-training evaluations do not count
                 stopped_by = "minutes"
                 break
             ts = time.perf_counter()
@@ -156,6 +159,7 @@ def train(
             if on_eval is not None and loop.eval_every and step % loop.eval_every == 0:
                 t_eval = elapsed()
                 evals = on_eval(step, t_eval)
+                eval_spent += elapsed() - t_eval
                 if evals:  # a hook paced by wall-clock time returns {} when no evaluation is due
                     run.log({"step": step, "time": round(t_eval, 3), **{f"eval/{k}": v for k, v in evals.items()}})
             if loop.checkpoint_every and step % loop.checkpoint_every == 0 and step < total:

@@ -134,6 +134,14 @@ def test_train_then_sample(fit_registry, tmp_path):
     assert r.exit_code == 0 and "resuming" in r.output and (out / "checkpoints" / "step-00000005.pt").is_file()
 
 
+def test_error_messages_are_printed_verbatim(fit_registry, tmp_path):
+    """Brackets in a message are text, not rich markup (no crash, nothing swallowed)."""
+    r = invoke("sample", "runs/[old]/[/x]")
+    assert r.exit_code == 2 and "Run directory not found: runs/[old]/[/x]" in r.output
+    r = invoke("train", "fit-gaussian", "--out", str(tmp_path / "r"), "--set", "[/bold]=1")
+    assert r.exit_code == 2 and "'[/bold]'" in r.output
+
+
 def test_sample_dir_without_config_is_exit_2(tmp_path):
     (tmp_path / "empty").mkdir()
     r = invoke("sample", str(tmp_path / "empty"))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 import subprocess
 import sys
+import textwrap
 import tomllib
 
 import pytest
@@ -13,6 +14,11 @@ from gflowzoo.docs_cli import DOC_PATH, missing_repo_plugins, repo_plugins
 from helpers_plugins import REPO, subprocess_env
 
 DOCS = REPO / "docs"
+
+
+def code_blocks(text: str, lang: str) -> list[str]:
+    """The fenced ``lang`` blocks of a Markdown text, dedented (fences may be indented inside list items)."""
+    return [textwrap.dedent(m.group(2)) for m in re.finditer(rf"^( *)```{lang}\n(.*?)^\1```", text, flags=re.S | re.M)]
 
 
 def test_cli_reference_up_to_date():
@@ -51,12 +57,21 @@ def test_relative_links_resolve(page):
 @pytest.mark.parametrize("page", sorted(p.name for p in DOCS.glob("*.md")))
 def test_toml_snippets_parse(page):
     text = (DOCS / page).read_text()
-    for block in re.findall(r"```toml\n(.*?)```", text, flags=re.S):
+    for block in code_blocks(text, "toml"):
         tomllib.loads(block)
 
 
 @pytest.mark.parametrize("page", sorted(p.name for p in DOCS.glob("*.md")))
 def test_python_snippets_compile(page):
     text = (DOCS / page).read_text()
-    for i, block in enumerate(re.findall(r"```python\n(.*?)```", text, flags=re.S)):
+    for i, block in enumerate(code_blocks(text, "python")):
         compile(block, f"{page}[{i}]", "exec")
+
+
+def test_plugin_hooks_examples_run():
+    """The Python examples on plugin-hooks.md run as written (with the core only)."""
+    text = (DOCS / "plugin-hooks.md").read_text()
+    blocks = code_blocks(text, "python")
+    assert len(blocks) >= 3
+    for i, block in enumerate(blocks):
+        exec(compile(block, f"plugin-hooks.md[{i}]", "exec"), {"__name__": f"doc_example_{i}"})

@@ -3,7 +3,6 @@ hook documentation and hook test coverage."""
 
 from __future__ import annotations
 
-import importlib
 import inspect
 import json
 import re
@@ -251,13 +250,17 @@ def test_hook_gflowzoo_register():
 
 
 @pytest.fixture
-def fresh_cli():
-    """A freshly imported ``gflowzoo.cli`` (plugin commands are added to its app once), restored afterwards."""
-    import gflowzoo.cli
+def fresh_cli(monkeypatch):
+    """``gflowzoo.cli`` with a fresh root app (plugin commands are added to an app only once), restored afterwards.
+    The fresh app carries the core's ``list`` command."""
+    import typer
 
-    yield importlib.reload(gflowzoo.cli)
-    plugins.reset()
-    importlib.reload(gflowzoo.cli)
+    import gflowzoo.cli as cli
+
+    fresh = typer.Typer(name="gflowzoo", no_args_is_help=True, add_completion=False, rich_markup_mode=None)
+    fresh.command("list")(cli.list_cmd)
+    monkeypatch.setattr(cli, "app", fresh)
+    yield cli
 
 
 def test_hook_gflowzoo_register_commands(fresh_cli):

@@ -99,6 +99,14 @@ def test_nan_loss_stops_and_keeps_last_good_checkpoint(fit_registry, tmp_path):
     assert set(payload) >= {"state", "rng", "step", "method", "data"}
 
 
+def test_nan_after_resume_names_the_checkpoint_it_started_from(fit_registry, tmp_path):
+    _train(fit_registry, tmp_path / "a", 3)
+    with pytest.raises(TrainingDiverged) as exc:
+        _train(fit_registry, tmp_path / "a", 10, sets=["nan_at=5"], resume=True)
+    assert "diverged at step 5" in str(exc.value) and "step-00000003.pt" in str(exc.value)
+    assert [p.name for p in RunDir(tmp_path / "a").checkpoints()] == ["step-00000003.pt"]
+
+
 def test_time_budget_stops_training(fit_registry, tmp_path):
     _, res, run = _train(fit_registry, tmp_path / "a", 1000, sets=["run.minutes=1e-9"])
     assert res.stopped_by == "minutes" and res.step < 1000

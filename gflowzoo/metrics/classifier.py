@@ -147,7 +147,9 @@ def _as_uint8(ds: Any, batch: int = 4096) -> tuple[Tensor, Tensor]:
         raise DataError(f"Data set {ds.name!r} ({ds.split}) has no labels; a classifier cannot be trained on it.")
     array = getattr(ds, "array", None)
     if array is not None:
-        x = torch.from_numpy(__import__("numpy").ascontiguousarray(array))
+        import numpy as np
+
+        x = torch.from_numpy(np.array(array, dtype=np.uint8, copy=True))  # a writable copy of a memory map
     else:
         parts = []
         for start in range(0, len(ds), batch):
@@ -229,7 +231,8 @@ def fit_classifier(
     x_test, y_test = _as_uint8(test)
     want = tuple(int(v) for v in arch["in_shape"])
     if tuple(x_train.shape[1:]) != want:
-        raise DataError(f"{spec.name} expects images of shape {list(want)}; {spec.dataset} has {list(x_train.shape[1:])}.")
+        have = list(x_train.shape[1:])
+        raise DataError(f"{spec.name} expects images of shape {list(want)}; {spec.dataset} has {have}.")
     t0 = time.perf_counter()
     torch.manual_seed(int(recipe["seed"]))
     gen = torch.Generator().manual_seed(int(recipe["seed"]))

@@ -153,7 +153,7 @@ class InceptionV3Compat(FeatureExtractor):
             "The Inception-v3 weights for FID/KID/IS are not on this machine, and gflowzoo does not download them. "
             f"Download {INCEPTION_URL} on a machine with internet access and put it at {self.hub_path()} "
             f"(or anywhere, then pass --inception-weights PATH or set {INCEPTION_ENV}=PATH). "
-            "For small data sets, a gflowzoo-trained extractor (--extractor net-digits / lenet-mnist) needs no download."
+            "For small data sets, a gflowzoo-trained extractor (--extractor net-digits, lenet-mnist) needs none."
         )
 
     @staticmethod

@@ -17,7 +17,8 @@ The torch-fidelity API used here is that of 0.4 (``torch_fidelity.utils``, ``tor
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import contextlib
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -176,6 +177,26 @@ class FeatureRuntime:
 
 Warn = Callable[[str], None]
 
+#: numpy work on matrices with at most this many rows runs with one BLAS thread (see :func:`blas_threads_for`)
+SMALL_BLAS = 512
+
+
+@contextlib.contextmanager
+def blas_threads_for(rows: int) -> Iterator[None]:
+    """Run torch-fidelity's numpy metric code on one BLAS thread when the matrices are small (``rows`` <=
+    :data:`SMALL_BLAS`): there, a multi-threaded BLAS spends more time waking its threads than computing, and on a
+    busy machine it can be 10-20 times slower (measured: KID with 100 subsets of 120, 4 s instead of 0.2 s)."""
+    if rows > SMALL_BLAS:
+        yield
+        return
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:  # pragma: no cover - threadpoolctl comes with scikit-learn
+        yield
+        return
+    with threadpool_limits(limits=1, user_api="blas"):
+        yield
+
 
 def kid(f_gen: Tensor, f_ref: Tensor, subsets: int = 100, subset_size: int = 1000, seed: int = 0,
         warn: Warn | None = None) -> tuple[float, float]:
@@ -194,8 +215,9 @@ def kid(f_gen: Tensor, f_ref: Tensor, subsets: int = 100, subset_size: int = 100
     if m < subset_size and warn is not None:
         warn(f"KID subset size lowered from {subset_size} to {m} (only {len(f_gen)} generated and "
              f"{len(f_ref)} reference samples); KID values are comparable only at equal subset sizes.")
-    out = kid_features_to_metric(f_gen.double().cpu(), f_ref.double().cpu(), kid_subsets=int(subsets),
-                                 kid_subset_size=m, rng_seed=int(seed), verbose=False)
+    with blas_threads_for(m):
+        out = kid_features_to_metric(f_gen.double().cpu(), f_ref.double().cpu(), kid_subsets=int(subsets),
+                                     kid_subset_size=m, rng_seed=int(seed), verbose=False)
     return out[torch_fidelity.KEY_METRIC_KID_MEAN], out[torch_fidelity.KEY_METRIC_KID_STD]
 
 
@@ -208,7 +230,8 @@ def fid_statistics(f: Tensor) -> dict[str, Any]:
 
 def fid(f_gen: Tensor, f_ref: Tensor) -> float:
     """Fréchet distance between Gaussians fitted to ``f_gen`` ``[N, D]`` and ``f_ref`` ``[M, D]``."""
-    out = fid_statistics_to_metric(fid_statistics(f_gen), fid_statistics(f_ref), False)
+    with blas_threads_for(f_gen.shape[1]):
+        out = fid_statistics_to_metric(fid_statistics(f_gen), fid_statistics(f_ref), False)
     return float(out[torch_fidelity.KEY_METRIC_FID])
 
 

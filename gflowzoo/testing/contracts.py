@@ -24,6 +24,7 @@ Tests are CPU-sized (well under a second each, except :class:`MethodContract`, w
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import math
 from collections.abc import Iterator
 from pathlib import Path
@@ -685,9 +686,7 @@ class MethodContract(PluginContractBase):
         assert entry.summary
         cls = entry.load()
         assert issubclass(cls, Method)
-        import dataclasses
-
-        assert dataclasses.is_dataclass(cls.Config)
+        assert dataclasses.is_dataclass(cls.Config), "a method needs a Config dataclass"
         for variant in ("paper", "cpu-quick"):
             assert isinstance(cls.preset(self.dataset, variant), dict)
 

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+import contextlib
+from typing import Any, ClassVar, Literal
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+from torch.nn.attention import SDPBackend, sdpa_kernel
 
 from gflowzoo.errors import ConfigError
 from gflowzoo.interfaces import FeatureBackbone
@@ -49,7 +51,14 @@ class Unet(FeatureBackbone):
             ("" for random weights). Hub ids are refused: nothing is downloaded.
         dropout: dropout rate inside the U-Net's residual blocks.
         num_train_timesteps: ``T`` of the timestep mapping above.
+        attention: ``"math"`` runs the U-Net's attention layers with PyTorch's plain (math) attention kernel, which
+            can be differentiated twice, as gradient penalties and witness-gradient losses need (the fused
+            flash-attention kernels have no double backward); ``"auto"`` lets PyTorch choose a fused kernel
+            (about 1.5x faster on 28x28 images on a CPU, first derivatives only).
     """
+
+    #: the feature size used when a method leaves ``feature_dim`` to the backbone
+    default_feature_dim: ClassVar[int] = 128
 
     def __init__(
         self,
@@ -61,6 +70,7 @@ class Unet(FeatureBackbone):
         pretrained: str = "",
         dropout: float = 0.0,
         num_train_timesteps: int = 1000,
+        attention: Literal["math", "auto"] = "math",
     ) -> None:
         super().__init__(in_shape, feature_dim)
         if features not in ("mid", "out", "both"):
@@ -69,7 +79,10 @@ class Unet(FeatureBackbone):
             raise ConfigError(f"backbone 'unet': pool must be >= 1; got {pool}.")
         if num_train_timesteps < 2:
             raise ConfigError(f"backbone 'unet': num_train_timesteps must be >= 2; got {num_train_timesteps}.")
+        if attention not in ("math", "auto"):
+            raise ConfigError(f"backbone 'unet': attention must be 'math' or 'auto'; got {attention!r}.")
         self.features, self.pool, self.num_train_timesteps = features, int(pool), int(num_train_timesteps)
+        self.attention = attention
         self.net = ImageUNet(self.in_shape, size=size, dropout=dropout, pretrained=pretrained)
         mid = self.net.unet.mid_block
         if features in ("mid", "both"):
@@ -106,8 +119,10 @@ class Unet(FeatureBackbone):
         parts = []
         self._mid = None
         self._stop_at_mid = self.features == "mid"
+        kernel = sdpa_kernel([SDPBackend.MATH]) if self.attention == "math" else contextlib.nullcontext()
         try:
-            out = self.net(x, steps)
+            with kernel:
+                out = self.net(x, steps)
         except _MidReached:
             out = None
         finally:

@@ -23,7 +23,7 @@ from gflowzoo.errors import ConfigError
 from gflowzoo.interfaces import Method
 
 from . import presets
-from .hub import diffusers_object
+from .hub import diffusers_object, local_pretrained_folder
 from .sampling import make_scheduler, reverse_diffusion
 
 
@@ -133,6 +133,9 @@ class DDPM(Method):
             raise ConfigError(f"lr must be > 0; got {cfg.lr}.")
         if cfg.sampler.eta < 0:
             raise ConfigError(f"sampler.eta must be >= 0; got {cfg.sampler.eta}.")
+
+        if cfg.net.kind != "mlp":
+            local_pretrained_folder(cfg.net.pretrained, "net")  # a hub id fails here, before diffusers is imported
 
         from gflowzoo.plugins import get_registry
 

@@ -46,6 +46,7 @@ _PAPER: dict[str, dict[str, Any]] = {
     },
 }
 _PAPER["lsun-church64"] = _PAPER["celeba64"]
+_PAPER["fashion-mnist"] = _PAPER["mnist"]
 
 _CPU_QUICK: dict[str, dict[str, Any]] = {
     "toy": {
@@ -80,6 +81,7 @@ _CPU_QUICK: dict[str, dict[str, Any]] = {
     },
 }
 _CPU_QUICK["lsun-church64"] = _CPU_QUICK["celeba64"]
+_CPU_QUICK["fashion-mnist"] = _CPU_QUICK["mnist"]
 
 
 def family(dataset: str) -> str:

@@ -1,0 +1,382 @@
+"""The shared machinery of the noise-conditional critics (DMMD and DKALE): batch construction over G noise levels,
+the batched backbone forward, penalties, Adam + EMA + clipping, per-t-bin logging, checkpoint state, and the
+particle sampler built on :class:`gflowzoo_dmmd.flow.ParticleFlow`.
+
+Subclasses implement :meth:`NoiseConditionalMethod.group_terms` (the loss terms per group),
+:meth:`~NoiseConditionalMethod.make_witness` (the witness used by the flow) and the statistics they need.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from gflowzoo.errors import ConfigError, DataError, UserError
+from gflowzoo.interfaces import Method
+
+from .backbones import backbone_default_dim
+from .critic import sample_levels
+from .flow import Level, ParticleFlow, plan_levels, resolve_step_rule
+
+__all__ = ["NoiseConditionalMethod"]
+
+
+def _registry() -> Any:
+    from gflowzoo.plugins import get_registry
+
+    return get_registry()
+
+
+class NoiseConditionalMethod(Method):
+    """Base class: trains a noise-conditional critic on (clean P, noisy P_t) pairs of distributions and samples
+    with a particle flow over a decreasing noise grid. See docs/dmmd.md for every option."""
+
+    #: name of the main (maximised) objective in logs: "mmd2" or "kale".
+    objective: str = "mmd2"
+    #: whether sampling needs statistics of the data (DMMD: mean/reference features; DKALE: none).
+    needs_stats: bool = True
+
+    def __init__(self, config: Any, data: Any, device: torch.device | str = "cpu") -> None:
+        super().__init__(config, data, device)
+        reg = _registry()
+        self._check_config()
+        self.shape = tuple(int(s) for s in data.shape)
+        self.schedule = reg.create("schedule", config.schedule)
+        from gflowzoo.registry import split_spec
+
+        bb_name, _ = split_spec(config.backbone)
+        dim = int(config.feature_dim) or backbone_default_dim(reg.load("backbone", bb_name))
+        self.backbone: nn.Module = reg.create("backbone", config.backbone, in_shape=self.shape, feature_dim=dim)
+        self.backbone.to(self.device)
+        self.feature_dim = int(getattr(self.backbone, "feature_dim", dim))
+        self.extra = nn.ModuleDict(self.build_extra(self.feature_dim)).to(self.device)
+        self.ema_backbone = copy.deepcopy(self.backbone).eval().requires_grad_(False)
+        self.ema_extra = copy.deepcopy(self.extra).eval().requires_grad_(False)
+        params = [p for p in list(self.backbone.parameters()) + list(self.extra.parameters()) if p.requires_grad]
+        self.params = params
+        self.opt = torch.optim.Adam(params, lr=config.lr, betas=(config.beta1, config.beta2)) if params else None
+        self.step_count = 0
+        self.stats: dict[str, Any] = {}
+        self.diag_acc = torch.zeros(max(1, config.diag_bins), 3, dtype=torch.float64)
+
+    # ------------------------------------------------------------------------------------------------------------
+    # hooks for subclasses
+    # ------------------------------------------------------------------------------------------------------------
+    def build_extra(self, feature_dim: int) -> dict[str, nn.Module]:
+        """Extra trainable modules next to the backbone (a learned width, a critic head)."""
+        return {}
+
+    def group_terms(self, fx: Tensor, fy: Tensor, fh: Tensor, xh: Tensor, t: Tensor, step: int) -> dict[str, Tensor]:
+        """The loss terms of every group (each ``[G]``): the objective (``self.objective``, maximised), ``gp``,
+        ``l2`` and ``grad_norm``."""
+        raise NotImplementedError
+
+    def make_witness(self, plan: list[Level]) -> tuple[Any, Any, Any]:
+        """``(witness, particle_source, fixed_source)`` for :class:`~gflowzoo_dmmd.flow.ParticleFlow`."""
+        raise NotImplementedError
+
+    def compute_stats(self, grid: Tensor) -> dict[str, Any]:
+        """Statistics of the data the sampler needs on ``grid`` (computed with the sampling network)."""
+        return {}
+
+    def has_width(self) -> bool:
+        """Whether the critic has an input-space/learned kernel width for the ``width2`` step schedule."""
+        return callable(getattr(self.backbone, "width", None))
+
+    def widths(self, t: Tensor) -> Tensor:
+        """The kernel width ``h_t`` at ``t`` ``[T]`` (``width2`` schedule)."""
+        return self.backbone.width(t.to(self.device)).float().cpu()
+
+    def _check_config(self) -> None:
+        c = self.config
+        if c.groups < 1 or c.n_clean < 2 or c.n_noisy < 2:
+            raise ConfigError("groups must be >= 1 and n_clean, n_noisy >= 2 (the unbiased MMD needs 2 samples).")
+        if c.gp_samples < 0 or c.gp_samples > min(c.n_clean, c.n_noisy):
+            raise ConfigError(f"gp_samples must be in [0, min(n_clean, n_noisy)] = [0, {min(c.n_clean, c.n_noisy)}].")
+        if c.stats_samples < 0 or c.stats_batch < 1 or c.diag_every < 0 or c.diag_bins < 1:
+            raise ConfigError("stats_samples, diag_every must be >= 0; stats_batch, diag_bins >= 1.")
+        if not (0.0 <= c.ema < 1.0):
+            raise ConfigError(f"ema must be in [0, 1); got {c.ema}.")
+        s = c.sampler
+        if s.levels < 1 or s.particles < 1 or s.n_ref < 2:
+            raise ConfigError("sampler.levels and sampler.particles must be >= 1, sampler.n_ref >= 2.")
+
+    # ------------------------------------------------------------------------------------------------------------
+    # training
+    # ------------------------------------------------------------------------------------------------------------
+    def _net(self, ema: bool) -> tuple[nn.Module, nn.ModuleDict]:
+        return (self.ema_backbone, self.ema_extra) if ema else (self.backbone, self.extra)
+
+    def _batch(self, generator: torch.Generator) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
+        """Draw one step's data: ``t`` ``[G]``, clean ``x`` ``[G, n, *S]``, noisy ``y`` ``[G, m, *S]`` (from other
+        clean images), interpolates ``xh`` ``[G*k, *S]`` and ``t`` per interpolate; all on the device."""
+        c = self.config
+        g, n, m = c.groups, c.n_clean, c.n_noisy
+        k = c.gp_samples or min(n, m)
+        t = sample_levels(g, self.schedule.t_min, c.t_dist, c.t_power, generator)
+        try:
+            ds = self.data.train
+        except UserError as exc:
+            raise DataError(f"Training needs the training data: {exc}") from None
+        x_all = ds.sample(g * (n + m), generator)
+        eps = torch.randn((g * m, *self.shape), generator=generator)
+        u = torch.rand(g * k, generator=generator)
+        dev = self.device
+        x = x_all[: g * n].to(dev).view(g, n, *self.shape)
+        x_src = x_all[g * n :].to(dev)
+        t_dev = t.to(dev)
+        y = self.schedule.add_noise(x_src, t_dev.repeat_interleave(m), noise=eps.to(dev)).view(g, m, *self.shape)
+        view = (g, k) + (1,) * len(self.shape)
+        uu = u.to(dev).view(view)
+        xh = (uu * x[:, :k] + (1 - uu) * y[:, :k]).reshape(g * k, *self.shape)
+        return t_dev, x, y, xh, t_dev.repeat_interleave(k)
+
+    def _weights(self, t: Tensor) -> Tensor:
+        c = self.config
+        if c.weight == "none":
+            return torch.ones_like(t)
+        if c.weight == "inv-sigma":
+            return 1.0 / self.schedule.sigma(t).clamp_min(c.weight_min_sigma)
+        raise ConfigError(f"weight must be 'none' or 'inv-sigma'; got {c.weight!r}.")
+
+    def losses(self, generator: torch.Generator, step: int = 0) -> tuple[Tensor, dict[str, Tensor], Tensor]:
+        """One batch through the training network: ``(loss, terms per group, t)``."""
+        c = self.config
+        t, x, y, xh, th = self._batch(generator)
+        g, n, m = x.shape[0], x.shape[1], y.shape[1]
+        xh = xh.requires_grad_(True)
+        inp = torch.cat([x.reshape(g * n, *self.shape), y.reshape(g * m, *self.shape)])
+        tt = torch.cat([t.repeat_interleave(n), t.repeat_interleave(m)])
+        feats = self.backbone(inp, tt)  # one forward for every group's clean and noisy points
+        fh = self.backbone(xh, th).view(g, -1, feats.shape[1])  # the interpolates (double backprop only here)
+        fx, fy = feats[: g * n].view(g, n, -1), feats[g * n :].view(g, m, -1)
+        terms = self.group_terms(fx, fy, fh, xh, t, step)
+        per_group = -self._weights(t) * terms[self.objective] + c.lambda_gp * terms["gp"] + c.lambda_l2 * terms["l2"]
+        return per_group.mean(), terms, t
+
+    def train_step(self, step: int, generator: torch.Generator) -> dict[str, float]:
+        """One optimisation step of the critic over ``groups`` noise levels. Logs ``loss``, the objective
+        (``mmd2`` or ``kale``, group mean), ``gp``, ``l2``, ``grad_norm`` (mean |grad_x f| at the interpolates), and
+        every ``diag_every`` steps per-t-bin means ``<objective>_t<lo>-<hi>`` and ``grad_norm_t<lo>-<hi>``."""
+        c = self.config
+        self.backbone.train()
+        self.extra.train()
+        loss, terms, t = self.losses(generator, step)
+        if self.opt is not None:
+            self.opt.zero_grad(set_to_none=True)
+            loss.backward()
+            if c.grad_clip > 0:
+                torch.nn.utils.clip_grad_norm_(self.params, c.grad_clip)
+            self.opt.step()
+            self._update_ema(step)
+        self.step_count = step + 1
+        logs = {"loss": float(loss)}
+        for key in (self.objective, "gp", "l2", "grad_norm"):
+            logs[key] = float(terms[key].detach().mean())
+        logs.update(self._diagnostics(t, terms, step))
+        return logs
+
+    @torch.no_grad()
+    def _update_ema(self, step: int) -> None:
+        decay = min(self.config.ema, (1.0 + step) / (10.0 + step))
+        for live, ema in ((self.backbone, self.ema_backbone), (self.extra, self.ema_extra)):
+            for p, q in zip(live.parameters(), ema.parameters()):
+                q.lerp_(p.detach(), 1.0 - decay)
+            for b, bq in zip(live.buffers(), ema.buffers()):
+                bq.copy_(b)
+
+    def _diagnostics(self, t: Tensor, terms: dict[str, Tensor], step: int) -> dict[str, float]:
+        c = self.config
+        bins = self.diag_acc.shape[0]
+        idx = (t.detach().cpu() * bins).long().clamp(0, bins - 1)
+        obj = terms[self.objective].detach().cpu().double()
+        gn = terms["grad_norm"].detach().cpu().double()
+        for i, b in enumerate(idx.tolist()):
+            self.diag_acc[b] += torch.tensor([obj[i], gn[i], 1.0], dtype=torch.float64)
+        if not c.diag_every or (step + 1) % c.diag_every:
+            return {}
+        out = {}
+        for b in range(bins):
+            s_obj, s_gn, cnt = self.diag_acc[b].tolist()
+            if cnt == 0:
+                continue  # never log NaN: the trainer treats it as divergence
+            tag = f"t{b / bins:.2f}-{(b + 1) / bins:.2f}"
+            out[f"{self.objective}_{tag}"] = s_obj / cnt
+            out[f"grad_norm_{tag}"] = s_gn / cnt
+        self.diag_acc.zero_()
+        return out
+
+    # ------------------------------------------------------------------------------------------------------------
+    # statistics for sampling
+    # ------------------------------------------------------------------------------------------------------------
+    def finalize(self, generator: torch.Generator) -> None:
+        """Precompute the sampler's statistics on the configured grid (fixed seed ``stats_seed``) so that they
+        are stored in the final checkpoint."""
+        self._ensure_stats(self.schedule.grid(self.config.sampler.levels))
+
+    def _stats_valid(self, grid: Tensor) -> bool:
+        s = self.stats
+        if not s or s.get("step") != self.step_count or s.get("use_ema") != bool(self.config.sampler.use_ema):
+            return False
+        stored = s.get("grid")
+        return stored is not None and stored.shape == grid.shape and torch.allclose(stored, grid.to(stored.dtype))
+
+    def _ensure_stats(self, grid: Tensor) -> dict[str, Any]:
+        if self._stats_valid(grid):
+            return self.stats
+        try:
+            ds = self.data.train
+        except UserError as exc:
+            if not self.needs_stats and (self.data.kind == "image" or self.config.sampler.box == 0):
+                self.stats = {"grid": grid.detach().float().cpu(), "step": self.step_count,
+                              "use_ema": bool(self.config.sampler.use_ema), "data_range": 1.0}
+                return self.stats
+            stored = self.stats.get("grid")
+            have = f"a grid of {len(stored)} levels" if stored is not None else "no statistics"
+            raise DataError(
+                f"Sampling on a grid of {len(grid)} levels needs the training data to recompute the statistics of "
+                f"the data on that grid (the checkpoint holds {have}; sampler.use_ema, the grid and the training "
+                f"step must match). Make the data available (--data-root or $GFLOWZOO_DATA), or sample with the "
+                f"stored settings. Cause: {exc}"
+            ) from None
+        stats = {"grid": grid.detach().float().cpu(), "step": self.step_count,
+                 "use_ema": bool(self.config.sampler.use_ema), "data_range": self._data_range(ds)}
+        stats.update(self.compute_stats_from(ds, grid))
+        self.stats = stats
+        return stats
+
+    def compute_stats_from(self, ds: Any, grid: Tensor) -> dict[str, Any]:
+        """Statistics of the data set ``ds`` on ``grid`` (see :meth:`compute_stats`)."""
+        return {}
+
+    def _data_range(self, ds: Any) -> float:
+        if self.data.kind == "image":
+            return 1.0
+        n = len(ds) if self.config.stats_samples == 0 else min(len(ds), self.config.stats_samples)
+        return float(ds.get(torch.arange(n)).abs().max())
+
+    def _stats_indices(self, ds: Any) -> Tensor:
+        """The data indices used for statistics: a fixed (``stats_seed``) random subset of ``stats_samples``."""
+        n = len(ds) if self.config.stats_samples == 0 else min(len(ds), self.config.stats_samples)
+        g = torch.Generator().manual_seed(self.config.stats_seed)
+        return torch.randperm(len(ds), generator=g)[:n]
+
+    # ------------------------------------------------------------------------------------------------------------
+    # sampling
+    # ------------------------------------------------------------------------------------------------------------
+    def step_rule(self) -> tuple[float, str]:
+        s = self.config.sampler
+        return resolve_step_rule(s.step_size, s.step_schedule, s.variant, self.has_width())
+
+    def plan(self) -> list[Level]:
+        """The level plan of the configured sampler."""
+        s = self.config.sampler
+        grid = self.schedule.grid(s.levels)
+        eta0, sched = self.step_rule()
+        width = self.widths(grid) if sched == "width2" else None
+        return plan_levels(
+            grid, self.schedule.sigma(grid), width, variant=s.variant, switch_t=s.switch_t,
+            steps_per_level=s.steps_per_level, exact_steps_per_level=s.exact_steps_per_level, eta0=eta0, schedule=sched,
+        )
+
+    def sampling_info(self) -> dict[str, Any]:
+        """``variant``, ``nfe`` (witness-gradient evaluations per particle, ``sum_k steps_k``), ``particles`` (N, the
+        interaction batch), ``levels``, ``steps_per_level``, the resolved step rule, ``chunk``."""
+        s = self.config.sampler
+        plan = self.plan()
+        eta0, sched = self.step_rule()
+        return {
+            "variant": s.variant, "nfe": sum(lv.steps for lv in plan), "particles": s.particles,
+            "levels": s.levels, "steps_per_level": s.steps_per_level, "step_size": eta0, "step_schedule": sched,
+            "chunk": s.chunk or s.particles,
+        }
+
+    def sample(self, n: int, generator: torch.Generator) -> Tensor:
+        """Draw ``n`` samples (``[n, *S]``, CPU): ``ceil(n / particles)`` independent batches of ``particles``
+        particles from ``N(0, I)`` moved through the level plan; the first ``n`` are returned."""
+        s = self.config.sampler
+        plan = self.plan()
+        stats = self._ensure_stats(self.schedule.grid(s.levels))
+        reg = _registry()
+        integrator = reg.create("integrator", s.integrator)
+        witness, particle_source, fixed_source = self.make_witness(plan)
+        box = s.box * float(stats.get("data_range", 1.0))
+        flow = ParticleFlow(witness, particle_source, fixed_source, integrator, chunk=s.chunk, box=box)
+        self.ema_backbone.eval()
+        self.backbone.eval()
+        out = []
+        for _ in range(math.ceil(n / s.particles)):
+            z = torch.randn((s.particles, *self.shape), generator=generator).to(self.device)
+            out.append(flow.run(z, plan, generator).cpu())
+        x = torch.cat(out)[:n]
+        if s.clamp_output and self.data.kind == "image":
+            x = x.clamp(-1.0, 1.0)
+        return x.detach()
+
+    def _chunks(self, z: Tensor) -> list[Tensor]:
+        size = self.config.sampler.chunk or z.shape[0]
+        return list(z.split(size))
+
+    # ------------------------------------------------------------------------------------------------------------
+    # state
+    # ------------------------------------------------------------------------------------------------------------
+    def state_dict(self) -> dict[str, Any]:
+        """Networks (live and EMA), optimiser, step, per-bin log accumulators and the sampler statistics."""
+        return {
+            "backbone": self.backbone.state_dict(),
+            "extra": self.extra.state_dict(),
+            "ema_backbone": self.ema_backbone.state_dict(),
+            "ema_extra": self.ema_extra.state_dict(),
+            "opt": self.opt.state_dict() if self.opt is not None else {},
+            "step": self.step_count,
+            "diag": self.diag_acc.clone(),
+            "stats": {k: (v.clone() if isinstance(v, Tensor) else v) for k, v in self.stats.items()},
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore from :meth:`state_dict`."""
+        self.backbone.load_state_dict(state["backbone"])
+        self.extra.load_state_dict(state["extra"])
+        self.ema_backbone.load_state_dict(state["ema_backbone"])
+        self.ema_extra.load_state_dict(state["ema_extra"])
+        if self.opt is not None and state.get("opt"):
+            self.opt.load_state_dict(state["opt"])
+        self.step_count = int(state["step"])
+        self.diag_acc = state["diag"].clone().to(torch.float64)
+        self.stats = {k: (v.to("cpu") if isinstance(v, Tensor) else v) for k, v in state.get("stats", {}).items()}
+
+    # ------------------------------------------------------------------------------------------------------------
+    # diagnostics
+    # ------------------------------------------------------------------------------------------------------------
+    def diagnose(self, levels: int = 20, n: int = 256, seed: int = 0, ema: bool = True) -> dict[str, list[float]]:
+        """Critic diagnostics on data: for ``levels`` noise levels from ``t_min`` to 1, the objective between clean
+        P and noisy P_t (``n`` samples each, from different images), the mean witness-gradient norm at those
+        ``2n`` points and, where the critic has one, the kernel width. Returns lists keyed ``t``, the objective name,
+        ``grad_norm`` and (optionally) ``width``."""
+        try:
+            ds = self.data.train
+        except UserError as exc:
+            raise DataError(f"diagnose needs the training data: {exc}") from None
+        g = torch.Generator().manual_seed(seed)
+        ts = torch.linspace(self.schedule.t_min, 1.0, levels)
+        out: dict[str, list[float]] = {"t": [], self.objective: [], "grad_norm": []}
+        for t in ts.tolist():
+            x = ds.sample(n, g).to(self.device)
+            x2 = ds.sample(n, g)
+            eps = torch.randn(x2.shape, generator=g)
+            y = self.schedule.add_noise(x2.to(self.device), torch.full((n,), t, device=self.device), eps.to(self.device))
+            obj, gn = self.diagnose_level(x, y, t, ema)
+            out["t"].append(t)
+            out[self.objective].append(obj)
+            out["grad_norm"].append(gn)
+        if self.has_width():
+            out["width"] = self.widths(ts).tolist()
+        return out
+
+    def diagnose_level(self, x: Tensor, y: Tensor, t: float, ema: bool) -> tuple[float, float]:
+        """``(objective, mean |grad witness|)`` at one level for clean ``x`` and noisy ``y`` (``[n, *S]``)."""
+        raise NotImplementedError

@@ -1,0 +1,146 @@
+"""Pieces of the noise-conditional critic: the learned RBF width ``h(t)``, a Gaussian kernel with a tensor width,
+noise-level sampling, and the per-group training losses (MMD and KALE) with the gradient penalty.
+
+Group layout (one entry per noise level ``t_g``, all groups computed in one go): clean features ``fx`` ``[G, n, D]``,
+noisy features ``fy`` ``[G, m, D]``, interpolate features ``fh`` ``[G, k, D]`` of inputs ``xh`` ``[G*k, *S]``.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor, nn
+
+from gflowzoo.divergences import mmd2, witness
+from gflowzoo.errors import ConfigError
+from gflowzoo.interfaces import Kernel
+from gflowzoo.kernels import LinearKernel, sq_dists
+
+__all__ = ["NoiseWidth", "WidthRBF", "group_kernel", "kale_group_losses", "mmd_group_losses", "sample_levels"]
+
+LOG_WIDTH_RANGE = (-9.0, 9.0)
+
+
+class NoiseWidth(nn.Module):
+    """A learned, positive, noise-dependent kernel width ``h(t) = exp(s(t))`` (feature units).
+
+    ``mode="mlp"``: ``s(t) = s0 + MLP(t)`` (1 -> 32 -> 32 -> 1, SiLU, last layer zero-initialised, so ``h = exp(s0)``
+    at the start). ``mode="table"``: ``s`` is a table of ``levels`` log-widths at ``t = linspace(0, 1, levels)``,
+    linearly interpolated in t. ``s`` is clamped to :data:`LOG_WIDTH_RANGE`. ``t`` ``[N]`` -> ``[N]``.
+    """
+
+    def __init__(self, mode: str = "mlp", levels: int = 16, init: float = 1.0) -> None:
+        super().__init__()
+        if mode not in ("mlp", "table"):
+            raise ConfigError(f"width_model must be 'mlp' or 'table'; got {mode!r}.")
+        if levels < 2:
+            raise ConfigError(f"width_levels must be >= 2; got {levels}.")
+        self.mode = mode
+        self.log_h0 = nn.Parameter(torch.tensor(math.log(init if init > 0 else 1.0)))
+        if mode == "mlp":
+            self.net = nn.Sequential(nn.Linear(1, 32), nn.SiLU(), nn.Linear(32, 32), nn.SiLU(), nn.Linear(32, 1))
+            nn.init.zeros_(self.net[-1].weight)
+            nn.init.zeros_(self.net[-1].bias)
+        else:
+            self.table = nn.Parameter(torch.zeros(int(levels)))
+
+    @torch.no_grad()
+    def set_base(self, h: float) -> None:
+        """Set the base width ``exp(s0)`` (used by the median-heuristic initialisation)."""
+        self.log_h0.fill_(math.log(max(h, 1e-6)))
+
+    def log_width(self, t: Tensor) -> Tensor:
+        """``s(t)`` for ``t`` ``[N]``."""
+        t = t.to(self.log_h0.dtype)
+        if self.mode == "mlp":
+            s = self.net(t[:, None])[:, 0]
+        else:
+            pos = t.clamp(0, 1) * (self.table.numel() - 1)
+            lo = pos.floor().long().clamp(max=self.table.numel() - 2)
+            frac = pos - lo.to(pos.dtype)
+            s = self.table[lo] * (1 - frac) + self.table[lo + 1] * frac
+        return (self.log_h0 + s).clamp(*LOG_WIDTH_RANGE)
+
+    def forward(self, t: Tensor) -> Tensor:
+        """``h(t)`` ``[N]`` for ``t`` ``[N]``."""
+        return self.log_width(t).exp()
+
+
+class WidthRBF(Kernel):
+    """``k(a, b) = exp(-|a - b|^2 / (2 h^2))`` with ``h`` a (differentiable) scalar tensor."""
+
+    def __init__(self, h: Tensor) -> None:
+        self.h = h
+
+    def gram(self, x: Tensor, y: Tensor) -> Tensor:
+        """``[N, D]``, ``[M, D]`` -> ``[N, M]``."""
+        return torch.exp(-sq_dists(x, y) / (2 * self.h.to(x.dtype) ** 2))
+
+    def diag(self, x: Tensor) -> Tensor:
+        """Ones ``[N]``."""
+        return x.new_ones(x.shape[0])
+
+
+_LINEAR = LinearKernel()
+
+
+def group_kernel(kind: str, h: Tensor | None = None) -> Kernel:
+    """The base kernel of one group: the linear kernel, or an RBF with width ``h`` (a scalar tensor)."""
+    if kind == "linear":
+        return _LINEAR
+    assert h is not None
+    return WidthRBF(h)
+
+
+def sample_levels(g: int, t_min: float, dist: str, power: float, generator: torch.Generator) -> Tensor:
+    """``g`` noise levels in ``[t_min, 1]`` (CPU ``[g]``): ``"uniform"``: ``t_min + (1 - t_min) u``; ``"power"``:
+    ``t_min + (1 - t_min) u^power`` (more weight on small t for ``power > 1``), ``u ~ U(0, 1)``."""
+    u = torch.rand(g, generator=generator)
+    if dist == "power":
+        if not power > 0:
+            raise ConfigError(f"t_power must be positive; got {power}.")
+        u = u**power
+    elif dist != "uniform":
+        raise ConfigError(f"t_dist must be 'uniform' or 'power'; got {dist!r}.")
+    return t_min + (1.0 - t_min) * u
+
+
+def _gp_and_norm(out: Tensor, xh: Tensor, groups: int) -> tuple[Tensor, Tensor]:
+    """Per-group gradient penalty ``mean (|grad_x f(xh)| - 1)^2`` and mean gradient norm (``[G]`` each), from
+    ``out`` (``[G*k]``, the critic at the interpolates ``xh`` ``[G*k, *S]``; one autograd call, kept in the graph)."""
+    (grad,) = torch.autograd.grad(out.sum(), xh, create_graph=True)
+    norm = grad.flatten(1).norm(dim=1).view(groups, -1)
+    return (norm - 1).square().mean(1), norm.detach().mean(1)
+
+
+def mmd_group_losses(
+    fx: Tensor, fy: Tensor, fh: Tensor, xh: Tensor, kernels: list[Kernel]
+) -> dict[str, Tensor]:
+    """The DMMD terms of every group: ``mmd2`` (unbiased MMD^2 between clean P and noisy P_t, through
+    :func:`gflowzoo.divergences.mmd2`), ``gp`` (two-sided penalty on the witness gradient at the interpolates),
+    ``l2`` (mean squared witness over the group's clean and noisy points) and ``grad_norm``; each ``[G]``.
+
+    The witness ``f_t(z) = mean_i k(z, x_i) - mean_j k(z, y_j)`` (:func:`gflowzoo.divergences.witness`) uses the
+    group's features without a stop-gradient."""
+    g = fx.shape[0]
+    mmd, l2, wh = [], [], []
+    for i in range(g):
+        k = kernels[i]
+        mmd.append(mmd2(fx[i], fy[i], k, "unbiased"))
+        l2.append(witness(torch.cat([fx[i], fy[i]]), fx[i], fy[i], k).square().mean())
+        wh.append(witness(fh[i], fx[i], fy[i], k))
+    gp, norm = _gp_and_norm(torch.cat(wh), xh, g)
+    return {"mmd2": torch.stack(mmd), "gp": gp, "l2": torch.stack(l2), "grad_norm": norm}
+
+
+def kale_group_losses(hx: Tensor, hy: Tensor, hh: Tensor, xh: Tensor) -> dict[str, Tensor]:
+    """The DKALE terms of every group from the critic values ``h`` at clean (``hx`` ``[G, n]``), noisy (``hy``
+    ``[G, m]``) and interpolate points (``hh`` ``[G, k]``): ``kale = 1 + mean_{P_t} h - mean_P exp(h)`` (the KALE
+    objective with source Q = P_t, target P = clean data, as in :class:`gflowzoo.divergences.KALE`; maximised),
+    ``gp`` on ``grad h``, ``l2 = mean h^2`` over clean and noisy points, and ``grad_norm``; each ``[G]``."""
+    g = hx.shape[0]
+    kale = 1.0 + hy.mean(1) - hx.exp().mean(1)
+    l2 = torch.cat([hx, hy], dim=1).square().mean(1)
+    gp, norm = _gp_and_norm(hh.reshape(-1), xh, g)
+    return {"kale": kale, "gp": gp, "l2": l2, "grad_norm": norm}

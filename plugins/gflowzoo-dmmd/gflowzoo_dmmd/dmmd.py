@@ -1,0 +1,189 @@
+"""``dmmd``, ``a-dmmd`` and ``a-dmmd-e``: one training recipe (the noise-conditional MMD critic) and one sampler
+with three variants. The three registered methods differ only in their config defaults, so a run trained with
+any of them samples with any variant (``--set sampler.variant=approx``).
+
+Critic: ``k_t(x, y) = K(phi(x, t), phi(y, t))`` with ``K`` linear (MMD through mean embeddings) or Gaussian with a
+learned width ``h(t)``. Per group (one t): loss ``-w(t) MMD^2_u(P, P_t) + lambda_gp GP + lambda_l2 mean f_t^2``.
+
+Sampler statistics (stored in the checkpoint): on the sampling grid ``t_1 > ... > t_T``, the mean features of clean
+data ``m_P(t_k)`` and of noisy data ``m_{P_t}(t_k)`` (linear), or ``n_ref`` reference features of clean and noisy
+data per level (rbf).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from gflowzoo.divergences import mmd2, witness
+
+from .base import NoiseConditionalMethod
+from .config import ADMMDConfig, ADMMDEConfig, DMMDConfig
+from .critic import NoiseWidth, group_kernel, mmd_group_losses
+from .flow import Level
+from .presets import dmmd_preset
+
+__all__ = ["ADMMD", "ADMMDE", "DMMD"]
+
+
+class DMMD(NoiseConditionalMethod):
+    """Diffusion-MMD gradient flow (Galashov, De Bortoli & Gretton 2024/2025, as reconstructed in notes/dmmd.md).
+
+    Training needs no generator: for each of ``groups`` noise levels t per step, the critic maximises the unbiased
+    MMD^2 between ``n_clean`` clean images and ``n_noisy`` noised *other* images under the noise-conditional kernel,
+    with a gradient penalty on the witness at interpolates and an L2 penalty on the witness. Sampling moves
+    ``particles`` particles from ``N(0, I)`` up the witness of data vs particles over a decreasing noise grid
+    (``sampler.variant``: exact / approx / hybrid). Samples are ``[n, *S]`` in model units.
+    """
+
+    Config = DMMDConfig
+    objective = "mmd2"
+
+    @classmethod
+    def preset(cls, dataset: str, variant: str) -> dict[str, Any]:
+        """Per data set settings (``paper``: GPU scale; ``cpu-quick``: minutes on a CPU)."""
+        return dmmd_preset(dataset, variant)
+
+    # -- critic -------------------------------------------------------------------------------------------------
+    def build_extra(self, feature_dim: int) -> dict[str, nn.Module]:
+        c = self.config
+        if c.kernel == "rbf":
+            return {"width": NoiseWidth(c.width_model, c.width_levels, c.width_init if c.width_init > 0 else 1.0)}
+        return {}
+
+    def _width_net(self, ema: bool) -> NoiseWidth | None:
+        extra = self.ema_extra if ema else self.extra
+        return extra["width"] if "width" in extra else None
+
+    def group_terms(self, fx: Tensor, fy: Tensor, fh: Tensor, xh: Tensor, t: Tensor, step: int) -> dict[str, Tensor]:
+        if self.config.kernel == "rbf":
+            width = self._width_net(ema=False)
+            if step == 0 and self.config.width_init <= 0:
+                self._median_init(fx, fy)
+            h = width(t)
+            kernels = [group_kernel("rbf", h[i]) for i in range(len(t))]
+        else:
+            kernels = [group_kernel("linear")] * len(t)
+        return mmd_group_losses(fx, fy, fh, xh, kernels)
+
+    @torch.no_grad()
+    def _median_init(self, fx: Tensor, fy: Tensor) -> None:
+        """Median heuristic on the first batch: the base width becomes the median pairwise feature distance."""
+        f = torch.cat([fx.reshape(-1, fx.shape[-1]), fy.reshape(-1, fy.shape[-1])])[:512]
+        d = torch.cdist(f, f)
+        med = float(d[d > 0].median()) if (d > 0).any() else 1.0
+        for net in (self.extra["width"], self.ema_extra["width"]):
+            net.set_base(med)
+
+    def has_width(self) -> bool:
+        return self.config.kernel == "rbf" or super().has_width()
+
+    def widths(self, t: Tensor) -> Tensor:
+        if self.config.kernel == "rbf":
+            with torch.no_grad():
+                return self._width_net(self.config.sampler.use_ema)(t.to(self.device)).float().cpu()
+        return super().widths(t)
+
+    def _kernel_at(self, t: float, ema: bool) -> Any:
+        if self.config.kernel == "linear":
+            return group_kernel("linear")
+        with torch.no_grad():
+            h = self._width_net(ema)(torch.tensor([t], device=self.device))[0]
+        return group_kernel("rbf", h)
+
+    # -- statistics ---------------------------------------------------------------------------------------------
+    @torch.no_grad()
+    def compute_stats_from(self, ds: Any, grid: Tensor) -> dict[str, Any]:
+        """Linear: ``clean`` ``[T, D]`` = mean of ``phi(x, t_k)`` over ``stats_samples`` data points (fixed seed) and
+        ``noisy`` ``[T, D]`` = mean of ``phi(alpha x + sigma eps, t_k)``. RBF: ``ref_clean``/``ref_noisy``
+        ``[T, n_ref, D]``, the features of ``n_ref`` fixed clean and noisy reference points per level."""
+        c = self.config
+        net, _ = self._net(c.sampler.use_ema)
+        net.eval()
+        idx = self._stats_indices(ds)
+        g = torch.Generator().manual_seed(c.stats_seed + 1)
+        T, dev = len(grid), self.device
+        if c.kernel == "rbf":
+            n_ref = min(c.sampler.n_ref, len(idx))
+            x = ds.get(idx[:n_ref]).to(dev)
+            clean = torch.empty(T, n_ref, self.feature_dim)
+            noisy = torch.empty(T, n_ref, self.feature_dim)
+            for k, t in enumerate(grid.tolist()):
+                tt = torch.full((n_ref,), t, device=dev)
+                eps = torch.randn(x.shape, generator=g).to(dev)
+                clean[k] = torch.cat([net(b, tb) for b, tb in zip(x.split(c.stats_batch), tt.split(c.stats_batch))]).cpu()
+                y = self.schedule.add_noise(x, tt, noise=eps)
+                noisy[k] = torch.cat([net(b, tb) for b, tb in zip(y.split(c.stats_batch), tt.split(c.stats_batch))]).cpu()
+            return {"ref_clean": clean, "ref_noisy": noisy}
+        sums_c = torch.zeros(T, self.feature_dim, dtype=torch.float64, device=dev)
+        sums_n = torch.zeros(T, self.feature_dim, dtype=torch.float64, device=dev)
+        for part in idx.split(c.stats_batch):
+            x = ds.get(part).to(dev)
+            for k, t in enumerate(grid.tolist()):
+                tt = torch.full((len(x),), t, device=dev)
+                sums_c[k] += net(x, tt).double().sum(0)
+                eps = torch.randn(x.shape, generator=g).to(dev)
+                sums_n[k] += net(self.schedule.add_noise(x, tt, noise=eps), tt).double().sum(0)
+        return {"clean": (sums_c / len(idx)).float().cpu(), "noisy": (sums_n / len(idx)).float().cpu()}
+
+    # -- sampling -----------------------------------------------------------------------------------------------
+    def make_witness(self, plan: list[Level]) -> tuple[Any, Any, Any]:
+        c = self.config
+        ema = c.sampler.use_ema
+        net, _ = self._net(ema)
+        stats = self.stats
+        linear = c.kernel == "linear"
+        dev = self.device
+        kernels = {lv.k: self._kernel_at(lv.t, ema) for lv in plan}
+        if linear:
+            targets = {lv.k: stats["clean"][lv.k : lv.k + 1].to(dev) for lv in plan}
+            fixed = {lv.k: stats["noisy"][lv.k : lv.k + 1].to(dev) for lv in plan}
+        else:
+            targets = {lv.k: stats["ref_clean"][lv.k].to(dev) for lv in plan}
+            fixed = {lv.k: stats["ref_noisy"][lv.k].to(dev) for lv in plan}
+
+        def feats(z: Tensor, level: Level) -> Tensor:
+            return net(z, torch.full((z.shape[0],), level.t, device=z.device, dtype=z.dtype))
+
+        def witness_fn(z: Tensor, level: Level, source: Tensor | None) -> Tensor:
+            f = feats(z, level)
+            if source is None:  # fused interacting step: the particle term from this very forward pass
+                source = f.detach().mean(0, keepdim=True) if linear else f.detach()
+            return witness(f, targets[level.k], source, kernels[level.k])
+
+        def particle_source(z_all: Tensor, level: Level) -> Tensor:
+            f = torch.cat([feats(zc, level) for zc in self._chunks(z_all)])
+            return f.mean(0, keepdim=True) if linear else f
+
+        return witness_fn, particle_source, lambda level: fixed[level.k]
+
+    # -- diagnostics --------------------------------------------------------------------------------------------
+    def diagnose_level(self, x: Tensor, y: Tensor, t: float, ema: bool) -> tuple[float, float]:
+        net, _ = self._net(ema)
+        net.eval()
+        kern = self._kernel_at(t, ema)
+        with torch.enable_grad():
+            z = torch.cat([x, y]).requires_grad_(True)
+            f = net(z, torch.full((z.shape[0],), t, device=z.device))
+            fx, fy = f[: len(x)].detach(), f[len(x) :].detach()
+            (grad,) = torch.autograd.grad(witness(f, fx, fy, kern).sum(), z)
+        with torch.no_grad():
+            value = float(mmd2(fx, fy, kern, "unbiased"))
+        return value, float(grad.flatten(1).norm(dim=1).mean())
+
+
+class ADMMD(DMMD):
+    """a-DMMD: DMMD training; by default the approximate sampler (the particle mean replaced by the stored mean
+    features of noisy data, so particles do not interact), one step per level, ``eta_k = sigma_t``, a box clamp
+    at 1.5 x the data range against drift."""
+
+    Config = ADMMDConfig
+
+
+class ADMMDE(DMMD):
+    """a-DMMD-e (an interpretation, see docs/dmmd.md): DMMD training; by default a hybrid sampler with approximate
+    steps while ``t > switch_t`` and exact interacting steps (``exact_steps_per_level``) for ``t <= switch_t``."""
+
+    Config = ADMMDEConfig

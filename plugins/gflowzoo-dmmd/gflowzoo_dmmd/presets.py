@@ -1,0 +1,126 @@
+"""Per-data-set presets of the DMMD family (one table; docs/dmmd.md lists the values and their reasons).
+
+``paper``: GPU scale (bigger widths and batches, many iterations, T = 50-100 levels, N_s = 5).
+``cpu-quick``: minutes on a 2-core CPU (tiny nets, small batches, a short grid); enough to see the pipeline work,
+not to reach good samples. Values not set here come from the config dataclasses.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+__all__ = ["dkale_preset", "dmmd_preset", "mmdflow_preset"]
+
+_TOY = "toy-"
+
+#: (conv width, feature_dim, groups, n_clean = n_noisy, gp_samples, steps, levels, stats_samples, lr, ema) per
+#: image data set and variant.
+_IMAGE: dict[str, dict[str, tuple]] = {
+    "digits": {
+        "paper": (64, 256, 8, 128, 0, 50_000, 50, 0, 2e-4, 0.999),
+        "cpu-quick": (8, 64, 4, 64, 16, 2_000, 50, 0, 1e-3, 0.998),
+    },
+    "mnist": {
+        "paper": (64, 256, 8, 128, 0, 150_000, 100, 10_000, 1e-4, 0.9995),
+        "cpu-quick": (8, 64, 4, 32, 8, 300, 20, 1_000, 5e-4, 0.99),
+    },
+    "cifar10": {
+        "paper": (128, 512, 8, 128, 0, 300_000, 100, 10_000, 1e-4, 0.9995),
+        "cpu-quick": (8, 64, 2, 16, 4, 100, 10, 500, 5e-4, 0.99),
+    },
+    "celeba64": {
+        "paper": (128, 512, 8, 64, 0, 300_000, 100, 10_000, 1e-4, 0.9995),
+        "cpu-quick": (8, 64, 2, 8, 4, 50, 10, 200, 5e-4, 0.99),
+    },
+}
+_IMAGE["fashion-mnist"] = _IMAGE["mnist"]
+_IMAGE["lsun-church64"] = _IMAGE["celeba64"]
+
+
+def _image(dataset: str, variant: str) -> dict[str, Any]:
+    width, dim, groups, n, gp, steps, levels, stats, lr, ema = _IMAGE[dataset][variant]
+    paper = variant == "paper"
+    return {
+        "backbone": {"name": "conv", "width": width, "blocks": 2 if paper else 1, "channels_last": paper},
+        "feature_dim": dim,
+        "groups": groups,
+        "n_clean": n,
+        "n_noisy": n,
+        "gp_samples": gp,
+        "lr": lr,
+        "ema": ema,
+        "stats_samples": stats,
+        "diag_every": 500 if paper else 50,
+        "sampler": {"levels": levels, "steps_per_level": 5, "particles": 512 if paper else 256,
+                    "chunk": 256 if paper and width >= 128 else 0},
+        "run": {"steps": steps, "log_every": 500 if paper else 50, "checkpoint_every": 5000 if paper else 500},
+    }
+
+
+def _toy(variant: str) -> dict[str, Any]:
+    paper = variant == "paper"
+    return {
+        "backbone": {"name": "mlp", "width": 256 if paper else 128, "depth": 4 if paper else 3},
+        "groups": 8,
+        "n_clean": 128,
+        "n_noisy": 128,
+        "lr": 1e-3,
+        "ema": 0.995,
+        "stats_samples": 20_000 if paper else 5_000,
+        "sampler": {"levels": 50, "steps_per_level": 5, "particles": 2500 if paper else 1000},
+        "run": {"steps": 50_000 if paper else 2_000, "log_every": 100 if paper else 50},
+    }
+
+
+def dmmd_preset(dataset: str, variant: str) -> dict[str, Any]:
+    """Config overrides of ``dmmd`` / ``a-dmmd`` / ``a-dmmd-e`` for ``dataset`` and ``variant``."""
+    if variant not in ("paper", "cpu-quick"):
+        return {}
+    if dataset.startswith(_TOY):
+        return _toy(variant)
+    if dataset in _IMAGE:
+        return _image(dataset, variant)
+    if dataset.startswith("imagefolder:"):
+        return _image("celeba64", variant)
+    return {}
+
+
+def dkale_preset(dataset: str, variant: str) -> dict[str, Any]:
+    """``dkale``: the DMMD presets without the exact-sampler settings (its sampler never interacts)."""
+    out = dmmd_preset(dataset, variant)
+    if "sampler" in out:
+        out["sampler"] = {k: v for k, v in out["sampler"].items() if k in ("levels", "particles", "chunk")}
+    return out
+
+
+#: Gaussian-mixture widths (std convention, model units) of ``mmdflow`` per data set: pixel distances grow like
+#: sqrt(d), so the widths do too (images in [-1, 1]).
+_MMDFLOW_SIGMAS = {
+    "toy": [0.05, 0.1, 0.2, 0.5, 1.0],
+    "digits": [1.0, 2.0, 4.0, 8.0, 16.0],
+    "mnist": [2.0, 5.0, 10.0, 20.0, 40.0],
+    "cifar10": [4.0, 10.0, 20.0, 40.0, 80.0],
+    "celeba64": [8.0, 20.0, 40.0, 80.0, 160.0],
+}
+
+
+def mmdflow_preset(dataset: str, variant: str) -> dict[str, Any]:
+    """Config overrides of ``mmdflow``: kernel widths scaled to the data dimension and the particle budget."""
+    if variant not in ("paper", "cpu-quick"):
+        return {}
+    paper = variant == "paper"
+    if dataset.startswith(_TOY):
+        key = "toy"
+    elif dataset in ("mnist", "fashion-mnist"):
+        key = "mnist"
+    elif dataset in ("celeba64", "lsun-church64") or dataset.startswith("imagefolder:"):
+        key = "celeba64"
+    elif dataset in _MMDFLOW_SIGMAS:
+        key = dataset
+    else:
+        return {}
+    out: dict[str, Any] = {"kernel": {"name": "rbf", "sigmas": _MMDFLOW_SIGMAS[key]}}
+    out["particles"] = 1000 if key == "toy" or paper else 256
+    out["n_data"] = 5000 if paper else 1000
+    out["steps"] = 2000 if paper else 500
+    return out
