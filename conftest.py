@@ -13,7 +13,8 @@ def pytest_configure(config):
     try:
         import torch
 
-        torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
+        # the test tensors are tiny: one thread avoids synchronisation overhead and oversubscription
+        torch.set_num_threads(1)
     except ImportError:  # pragma: no cover
         pass
 

@@ -127,7 +127,7 @@ def _show_component(reg: Any, kind: str, name: str, as_json: bool) -> None:
                               indent=2, default=str))
         return
     console.print(f"[bold]{kind} {name}[/]  [dim]({entry.plugin} {entry.version or ''})[/]")
-    console.print(doc, highlight=False)
+    console.print(doc, highlight=False, markup=False)
     if opts:
         from .config import dumps_toml
 

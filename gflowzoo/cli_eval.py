@@ -71,7 +71,9 @@ def _values_table(values: dict[str, float]) -> Table:
 def evaluate_cmd(
     run_dir: Annotated[Path, typer.Argument(help="A run directory written by `gflowzoo train`.")],
     metrics: MetricsOpt = None,
-    n: Annotated[Optional[int], typer.Option("--n", "-n", help="Number of generated samples (default by data).")] = None,
+    n: Annotated[
+        Optional[int], typer.Option("--n", "-n", help="Number of generated samples (default by data).")
+    ] = None,
     extractor: ExtractorOpt = None,
     extractor_weights: WeightsOpt = None,
     fit_extractor: FitOpt = False,
@@ -136,14 +138,24 @@ def evaluate_cmd(
 def compare_cmd(
     methods: Annotated[Optional[list[str]], typer.Argument(help="Methods to train and compare.")] = None,
     dataset: Annotated[Optional[str], typer.Option("--dataset", "-d", help="Data set (default: digits).")] = None,
-    budget: Annotated[Optional[str], typer.Option("--budget", help="Training wall-clock budget per run: 90s, 10m, 1h (default 1m).")] = None,
-    steps: Annotated[Optional[int], typer.Option("--steps", help="Train each run for this many steps instead of a time budget.")] = None,
+    budget: Annotated[
+        Optional[str], typer.Option("--budget", help="Training wall-clock budget per run: 90s, 10m, 1h (default 1m).")
+    ] = None,
+    steps: Annotated[
+        Optional[int], typer.Option("--steps", help="Train each run for this many steps instead of a time budget.")
+    ] = None,
     seeds: Annotated[int, typer.Option("--seeds", help="Seeds per method (0..K-1).")] = 2,
-    runs: Annotated[Optional[list[Path]], typer.Option("--runs", help="Existing run directories to include (repeatable).")] = None,
-    out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Output folder (default runs/compare-<data>-<time>).")] = None,
+    runs: Annotated[
+        Optional[list[Path]], typer.Option("--runs", help="Existing run directories to include (repeatable).")
+    ] = None,
+    out: Annotated[
+        Optional[Path], typer.Option("--out", "-o", help="Output folder (default runs/compare-<data>-<time>).")
+    ] = None,
     sets: SetOpt = None,
     metrics: MetricsOpt = None,
-    n: Annotated[Optional[int], typer.Option("--n", "-n", help="Samples per final evaluation (default by data).")] = None,
+    n: Annotated[
+        Optional[int], typer.Option("--n", "-n", help="Samples per final evaluation (default by data).")
+    ] = None,
     extractor: ExtractorOpt = None,
     extractor_weights: WeightsOpt = None,
     fit_extractor: FitOpt = False,
@@ -193,8 +205,12 @@ app.add_typer(extractor_app, name="extractor")
 @extractor_app.command("fit")
 @handle_errors
 def extractor_fit_cmd(
-    dataset: Annotated[Optional[str], typer.Option("--dataset", "-d", help="digits, mnist, fashion-mnist or cifar10.")] = None,
-    name: Annotated[Optional[str], typer.Option("--name", help="Extractor name instead of --dataset (e.g. lenet-mnist).")] = None,
+    dataset: Annotated[
+        Optional[str], typer.Option("--dataset", "-d", help="digits, mnist, fashion-mnist or cifar10.")
+    ] = None,
+    name: Annotated[
+        Optional[str], typer.Option("--name", help="Extractor name instead of --dataset (e.g. lenet-mnist).")
+    ] = None,
     data_root: Annotated[Optional[Path], typer.Option("--data-root", help="Folder holding data sets.")] = None,
     epochs: Annotated[Optional[int], typer.Option("--epochs", help="Training epochs (default per extractor).")] = None,
     seed: Annotated[Optional[int], typer.Option("--seed", help="Training seed (default 0).")] = None,

@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from . import __version__
-from .errors import UserError
+from .errors import GflowzooError, UserError
 
 DEFAULT_BUDGET = "1m"
 DEFAULT_SEEDS = 2
@@ -274,6 +274,8 @@ class Comparison:
                 interrupted = True
                 self._note("interrupted: writing a partial report with the finished runs")
                 break
+            except GflowzooError as exc:  # a diverged or broken run must not sink the comparison
+                rec = self._failed(kind, job, exc)
             self.records.append(rec)
             if rec.status == "interrupted":
                 interrupted = True
@@ -284,6 +286,18 @@ class Comparison:
 
         result.report = write_report(result, self.final_eval)
         return result
+
+    def _failed(self, kind: str, job: Any, exc: Exception) -> RunRecord:
+        if kind == "train":
+            method, seed, spec = job
+            path, label = self.out / "runs" / f"{method}-seed{seed}", self._labels([(method, seed, spec)])
+            rec = RunRecord(label[(method, spec_hash(spec))], method, seed, str(path))
+        else:
+            cfg = job.read_config()
+            rec = RunRecord(str(cfg.get("method")), str(cfg.get("method")), int(cfg.get("seed", 0)), str(job.path))
+        rec.status, rec.error = "failed", str(exc)
+        self._note(f"  [red]failed:[/] {exc}")
+        return rec
 
     @staticmethod
     def _protocol(ev: Any) -> dict[str, Any] | None:
@@ -363,7 +377,12 @@ class Comparison:
     def _final(self, method_obj: Any, run: Any, rec: RunRecord) -> None:
         from .viz import save_samples
 
-        res = self.final_eval.evaluate_method(method_obj, {"sets": self.sets})
+        try:
+            res = self.final_eval.evaluate_method(method_obj, {"sets": self.sets})
+        except (GflowzooError, KeyboardInterrupt):
+            raise
+        except Exception as exc:  # e.g. non-finite samples: report the run as failed, keep comparing
+            raise GflowzooError(f"evaluating {rec.label} seed {rec.seed} failed: {type(exc).__name__}: {exc}") from exc
         res.protocol["run"] = {"method": rec.method, "step": rec.steps, "train_seconds": rec.train_seconds,
                                "path": rec.path}
         rec.values, rec.timing, rec.sampler = res.values, res.timing, res.protocol.get("sampler", {})
@@ -389,7 +408,7 @@ class Comparison:
     def _evaluate_existing(self, run: Any, rec: RunRecord) -> RunRecord:
         from .cli import load_run
 
-        spec, m, payload = load_run(run.path, self.sets or None, self.device)
+        spec, m, payload = load_run(run.path, None, self.device)  # its saved configuration, as trained
         rec.steps = int(payload.get("step", 0))
         rec.train_seconds = _train_seconds_from_log(run, float(payload.get("elapsed", 0.0)))
         rec.eval_seconds_in_training = float(payload.get("elapsed", 0.0)) - rec.train_seconds

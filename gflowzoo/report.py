@@ -111,7 +111,7 @@ def plot_curves(records: list[Any], folder: Path) -> dict[str, list[Path]]:
     loss_keys = [k for k in series if not k.startswith("eval/")]
     if loss_keys:
         fig, axes = plt.subplots(1, len(loss_keys), figsize=(6 * len(loss_keys), 4), dpi=100, squeeze=False)
-        for ax, key in zip(axes[0], loss_keys):
+        for ax, key in zip(axes[0], loss_keys, strict=True):
             draw(ax, key)
             ax.set_title(key)
         path = folder / "losses.png"
@@ -176,7 +176,10 @@ def write_report(result: Any, evaluator: Any = None) -> dict[str, str]:
     if pics["losses"]:
         md += ["## Losses", "", *[f"![losses]({p.relative_to(out)})" for p in pics["losses"]], ""]
     if unfinished:
-        md += ["## Unfinished runs", "", *[f"- {r.label} seed {r.seed}: {r.status} ({r.path})" for r in unfinished], ""]
+        md += ["## Unfinished runs", ""]
+        md += [f"- {r.label} seed {r.seed}: {r.status} ({r.path})" + (f": {r.error}" if r.error else "")
+               for r in unfinished]
+        md += [""]
     md += ["## Runs", "", *[f"- {r.label} seed {r.seed}: {r.path} (evaluation: {r.eval_file})" for r in done], ""]
     md += ["Full protocol and per-run numbers: `results.json`.", ""]
     atomic_write_bytes(out / "report.md", "\n".join(md).encode())
@@ -203,7 +206,8 @@ def write_report(result: Any, evaluator: Any = None) -> dict[str, str]:
         h += ["<h2>Losses</h2>", *[f"<img src='{_img64(p)}'>" for p in pics["losses"]]]
     if unfinished:
         h += ["<h2>Unfinished runs</h2><ul>"]
-        h += [f"<li>{esc(r.label)} seed {r.seed}: {esc(r.status)} ({esc(r.path)})</li>" for r in unfinished]
+        h += [f"<li>{esc(r.label)} seed {r.seed}: {esc(r.status)} ({esc(r.path)}) {esc(r.error or '')}</li>"
+              for r in unfinished]
         h += ["</ul>"]
     h += ["<h2>Protocol</h2>", f"<pre>{esc(json.dumps(proto, indent=2, default=str))}</pre>", "</body></html>"]
     atomic_write_bytes(out / "report.html", "\n".join(h).encode())

@@ -95,6 +95,17 @@ def test_compare_ctrl_c_keeps_finished_runs_and_writes_partial_report(gauss, tmp
     assert (out / "runs" / "gauss-ctrl-c-seed0" / "checkpoints" / "step-00000005.pt").is_file()
 
 
+def test_compare_keeps_going_when_a_run_diverges(gauss, tmp_path):  # noqa: F811
+    out = tmp_path / "cmp"
+    res = invoke(gauss, "compare", "gauss-nan", "gauss", "--dataset", "toy-moons", "--steps", 10, "--seeds", 1,
+                 "--n", 200, "--metrics", "mmd", "--eval-points", 0, "--out", out, "--no-progress")
+    assert res.exit_code == 0, res.output
+    results = json.loads((out / "results.json").read_text())
+    assert [(r["method"], r["status"]) for r in results["runs"]] == [("gauss-nan", "failed"), ("gauss", "done")]
+    assert "diverged" in results["runs"][0]["error"]
+    assert "gauss-nan seed 0: failed" in (out / "report.md").read_text()
+
+
 def test_compare_reuses_finished_runs_and_includes_given_runs(gauss, tmp_path):  # noqa: F811
     out = tmp_path / "cmp"
     args = ["compare", "gauss", "--dataset", "toy-8gaussians", "--steps", 20, "--seeds", 1, "--n", 200,

@@ -17,7 +17,6 @@ from gflowzoo.hookspecs import hookimpl
 from gflowzoo.interfaces import Method
 from gflowzoo.plugins import temporary_plugin
 
-
 # ---------------------------------------------------------------------------------------------------------------
 # a tiny test-only method: a learnable diagonal Gaussian (also used by test_compare.py)
 # ---------------------------------------------------------------------------------------------------------------
@@ -75,12 +74,21 @@ class GaussInterrupted(Gauss):
         return super().train_step(step, generator)
 
 
+class GaussDiverging(Gauss):
+    """Like Gauss, but its loss becomes NaN at step 3 (the trainer stops with TrainingDiverged)."""
+
+    def train_step(self, step: int, generator: torch.Generator) -> dict[str, float]:
+        logs = super().train_step(step, generator)
+        return {"loss": float("nan")} if step >= 2 else logs
+
+
 class GaussPlugin:
     @hookimpl
     def gflowzoo_register(self, register):
         register("method", "gauss", Gauss, "test-only learnable Gaussian")
         register("method", "gauss-too", Gauss, "test-only learnable Gaussian, under a second name")
         register("method", "gauss-ctrl-c", GaussInterrupted, "test-only: Ctrl-C at step 5")
+        register("method", "gauss-nan", GaussDiverging, "test-only: NaN loss at step 3")
 
 
 @pytest.fixture

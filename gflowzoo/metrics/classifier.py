@@ -127,7 +127,9 @@ def load_classifier(path: str | Path) -> tuple[SmallConvNet, dict[str, Any]]:
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # noqa: BLE001 - any unreadable file is the user's to fix
-        raise CheckpointError(f"{path} is not a readable gflowzoo extractor file ({type(exc).__name__}: {exc}).")
+        raise CheckpointError(
+            f"{path} is not a readable gflowzoo extractor file ({type(exc).__name__}: {exc})."
+        ) from None
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise CheckpointError(f"{path} is not a gflowzoo extractor file (format {FORMAT!r}).")
     net = build_net(payload["arch"])

@@ -21,7 +21,7 @@ def gflowzoo_register(register):
     """Register the U-Net backbone, the diffusers schedules and the ``ddpm`` method."""
     register(
         "backbone", "unet", f"{_PKG}.backbone:Unet",
-        "diffusers UNet2DModel, noise-conditional; mid-block and/or output features (sizes tiny/small/ddpm)",
+        "diffusers UNet2DModel, noise-conditional; mid-block and/or output features (tiny/small/ddpm/ddpm64)",
     )
     register(
         "schedule", "diffusers", f"{_PKG}.schedules:DiffusersSchedule",

@@ -92,7 +92,9 @@ def _dmmd_installed() -> bool:
 
 
 #: Extra settings that make a DMMD run tiny (keys of the dmmd plugin's config).
-DMMD_TINY: list[str] = []
+DMMD_TINY: list[str] = ["feature_dim=16", "groups=2", "n_clean=8", "n_noisy=8", "gp_samples=4", "stats_samples=32",
+                        "stats_batch=32", "sampler.particles=8", "sampler.levels=3", "sampler.steps_per_level=1",
+                        "sampler.n_ref=16"]
 
 
 @pytest.mark.skipif(not _dmmd_installed(), reason="the dmmd plugin is not installed")

@@ -103,3 +103,21 @@ def test_configuration_errors_are_user_errors(registry):
         _method(registry, "toy-moons", sets=["net.kind=unet"])
     with pytest.raises(ConfigError, match="hub id"):
         _method(registry, sets=["net.pretrained=google/ddpm-cifar10-32"])
+
+
+def _dmmd_installed() -> bool:
+    import importlib.metadata as md
+
+    return any(ep.name == "dmmd" for ep in md.entry_points(group="gflowzoo"))
+
+
+@pytest.mark.skipif(not _dmmd_installed(), reason="the dmmd plugin is not installed")
+@pytest.mark.parametrize("variant", ["paper", "cpu-quick"])
+def test_presets_sample_at_the_nfe_of_the_dmmd_presets(variant):
+    """`gflowzoo compare dmmd ddpm` compares at equal NFE out of the box."""
+    with plugins_loaded("diffusers", "dmmd") as state:
+        reg = state.registry
+        for dataset in ("toy-8gaussians", "digits", "mnist", "cifar10", "celeba64", "lsun-church64"):
+            ddpm = resolve(reg, "ddpm", dataset, preset=variant, overrides={"device": "cpu"}).model.sampler
+            dmmd = resolve(reg, "dmmd", dataset, preset=variant, overrides={"device": "cpu"}).model.sampler
+            assert ddpm.steps == dmmd.levels * dmmd.steps_per_level, (dataset, variant)

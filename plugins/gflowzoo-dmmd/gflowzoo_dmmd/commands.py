@@ -25,7 +25,7 @@ def build_app() -> typer.Typer:
     @_handle
     def gaussian_demo(
         out: Annotated[Path, typer.Option("--out", "-o", help="PNG file for the plot.")] = Path("gaussian-demo.png"),
-        steps: Annotated[int, typer.Option("--steps", help="Flow iterations.")] = 400,
+        steps: Annotated[int, typer.Option("--steps", help="Flow iterations.")] = 300,
         eta: Annotated[float, typer.Option("--eta", help="Euler step size.")] = 3.0,
         n: Annotated[int, typer.Option("--n", help="Number of particles.")] = 1000,
         mu0: Annotated[float, typer.Option("--mu0", help="Mean of the initial particles N(mu0, 1).")] = 10.0,

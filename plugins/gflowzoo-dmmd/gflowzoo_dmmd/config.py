@@ -59,6 +59,7 @@ class CriticTrainConfig:
     n_clean: int = 64
     n_noisy: int = 64
     gp_samples: int = 0
+    gp_forward: Literal["separate", "joint"] = "separate"
     # -- noise levels and weighting
     t_dist: Literal["uniform", "power"] = "power"
     t_power: float = 2.0

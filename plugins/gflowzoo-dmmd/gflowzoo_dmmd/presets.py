@@ -2,7 +2,8 @@
 
 ``paper``: GPU scale (bigger widths and batches, many iterations, T = 50-100 levels, N_s = 5).
 ``cpu-quick``: minutes on a 2-core CPU (tiny nets, small batches, a short grid); enough to see the pipeline work,
-not to reach good samples. Values not set here come from the config dataclasses.
+not to reach good samples. Values not set here come from the config dataclasses; in particular the steps per level
+stay the method's own (dmmd: N_s = 5; a-dmmd: 1; a-dmmd-e: 1 approximate + 5 exact), so one preset serves all three.
 """
 
 from __future__ import annotations
@@ -51,8 +52,7 @@ def _image(dataset: str, variant: str) -> dict[str, Any]:
         "ema": ema,
         "stats_samples": stats,
         "diag_every": 500 if paper else 50,
-        "sampler": {"levels": levels, "steps_per_level": 5, "particles": 512 if paper else 256,
-                    "chunk": 256 if paper and width >= 128 else 0},
+        "sampler": {"levels": levels, "particles": 512 if paper else 256, "chunk": 256 if paper and width >= 128 else 0},
         "run": {"steps": steps, "log_every": 500 if paper else 50, "checkpoint_every": 5000 if paper else 500},
     }
 
@@ -67,7 +67,7 @@ def _toy(variant: str) -> dict[str, Any]:
         "lr": 1e-3,
         "ema": 0.995,
         "stats_samples": 20_000 if paper else 5_000,
-        "sampler": {"levels": 50, "steps_per_level": 5, "particles": 2500 if paper else 1000},
+        "sampler": {"levels": 50, "particles": 2500 if paper else 1000},
         "run": {"steps": 50_000 if paper else 2_000, "log_every": 100 if paper else 50},
     }
 

@@ -112,9 +112,9 @@ class GMMN(Method):
             return {}
         if fam == "toy":
             return {
-                "nz": 4, "hidden": [128, 128, 128], "batch_size": 256 if variant == "cpu-quick" else 1000,
-                "kernel": {"name": "rbf", "sigmas": [0.002, 0.02, 0.2, 2.0], "convention": "variance"},
-                "optimizer": "adam", "lr": 1e-3, "lr_drop_step": 0,
+                "nz": 2, "hidden": [128, 128, 128], "batch_size": 256 if variant == "cpu-quick" else 1000,
+                "kernel": {"name": "rbf", "sigmas": [0.0003, 0.003, 0.03, 0.3, 3.0], "convention": "variance"},
+                "optimizer": "adam", "lr": 3e-3, "lr_drop_step": 0,
             }
         out: dict[str, Any] = {"kernel": {"name": "rbf", "sigmas": _IMAGE_VARIANCES[fam], "convention": "variance"}}
         if variant == "paper":
