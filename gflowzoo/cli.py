@@ -247,10 +247,11 @@ def _run_training(state: Any, run: Any, spec: Any, resume: bool, progress: bool)
             err_console.print(f"[yellow]skipped a damaged checkpoint:[/] {skipped}", highlight=False)
         check_resume_target(spec, payload)
         console.print(f"resuming {run.path} from step {payload['step']} ({path.name})")
-    run.path.mkdir(parents=True, exist_ok=True)
-    run.write_config(spec.to_data())
+    # build the method and touch the data before writing anything, so a failed start leaves no run directory
     method = build_method(state.registry, spec, device)
     _ = method.data.shape  # fail early, with a clear message, when the data is missing
+    run.path.mkdir(parents=True, exist_ok=True)
+    run.write_config(spec.to_data())
     console.print(
         f"training [bold]{spec.method}[/] on [bold]{spec.dataset}[/] ({spec.preset}) on {device}; run: {run.path}",
         highlight=False,

@@ -274,6 +274,8 @@ class Comparison:
                 interrupted = True
                 self._note("interrupted: writing a partial report with the finished runs")
                 break
+            except UserError:
+                raise
             except GflowzooError as exc:  # a diverged or broken run must not sink the comparison
                 rec = self._failed(kind, job, exc)
             self.records.append(rec)

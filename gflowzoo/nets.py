@@ -83,7 +83,7 @@ def image_side(shape: Sequence[int], what: str = "DCGAN network") -> tuple[int, 
     if len(shape) != 3:
         raise ConfigError(
             f"The {what} needs image data [C, H, W]; got data of shape {list(shape)}. "
-            "For 2-D toy data use the MLP variants (e.g. critic = \"mlp-critic\")."
+            "For 2-D toy data use the MLP variants (generator = \"mlp\", critic = \"mlp-critic\")."
         )
     c, h, w = shape
     if h != w:

@@ -61,7 +61,8 @@ def _series(records: list[Any]) -> dict[str, list[tuple[Any, list[float], list[f
             for k, v in r.items():
                 if not isinstance(v, (int, float)) or isinstance(v, bool) or k in ("step", "time", "it_per_s"):
                     continue
-                if is_eval and (not k.startswith("eval/") or k.endswith("_std") or k in ("eval/seconds",)):
+                if is_eval and (not k.startswith("eval/") or k.endswith("_std")
+                                or k in ("eval/seconds", "eval/modes_total")):
                     continue
                 if not is_eval and not k.startswith("loss"):
                     continue
@@ -102,7 +103,8 @@ def plot_curves(records: list[Any], folder: Path) -> dict[str, list[Path]]:
         fig, ax = plt.subplots(figsize=(6, 4), dpi=100)
         draw(ax, key)
         ax.set_title(f"{key.removeprefix('eval/')} during training (in-training protocol)")
-        if key in ("eval/kid", "eval/fid", "eval/mmd") and all(v > 0 for _, _, y in series[key] for v in y):
+        ys = [v for _, _, y in series[key] for v in y]
+        if key in ("eval/kid", "eval/fid", "eval/mmd") and min(ys) > 0 and max(ys) > 10 * min(ys):
             ax.set_yscale("log")
         path = folder / f"curve-{key.removeprefix('eval/')}.png"
         fig.savefig(path, bbox_inches="tight")

@@ -29,7 +29,9 @@ def build_app() -> typer.Typer:
         eta: Annotated[float, typer.Option("--eta", help="Euler step size.")] = 3.0,
         n: Annotated[int, typer.Option("--n", help="Number of particles.")] = 1000,
         mu0: Annotated[float, typer.Option("--mu0", help="Mean of the initial particles N(mu0, 1).")] = 10.0,
-        distance: Annotated[str, typer.Option("--distance", help="Adaptive width from the 'max' or 'mean' distance.")] = "max",
+        distance: Annotated[
+            str, typer.Option("--distance", help="Adaptive width from the 'max' or 'mean' distance.")
+        ] = "max",
         seed: Annotated[int, typer.Option("--seed", help="Seed of the initial particles.")] = 0,
     ) -> None:
         """The 1-D experiment of notes/dmmd.md section 7: MMD flow from N(mu0, 1) to N(0, 1) with fixed kernel widths
@@ -61,7 +63,9 @@ def build_app() -> typer.Typer:
     @_handle
     def diagnose(
         run_dir: Annotated[Path, typer.Argument(help="A run directory of dmmd, a-dmmd, a-dmmd-e or dkale.")],
-        out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Folder for the plots (default RUN/diagnostics).")] = None,
+        out: Annotated[
+            Optional[Path], typer.Option("--out", "-o", help="Folder for the plots (default RUN/diagnostics).")
+        ] = None,
         levels: Annotated[int, typer.Option("--levels", help="Number of noise levels from t_min to 1.")] = 20,
         n: Annotated[int, typer.Option("--n", help="Clean and noisy samples per level.")] = 256,
         seed: Annotated[int, typer.Option("--seed", help="Seed of the evaluation batches.")] = 0,
@@ -78,7 +82,9 @@ def build_app() -> typer.Typer:
             raise UserError("--levels and --n must be >= 2.")
         spec, method, _ = load_run(run_dir, None, device)
         if not hasattr(method, "diagnose"):
-            raise UserError(f"{run_dir} is a run of {spec.method!r}, which has no noise-conditional critic to diagnose.")
+            raise UserError(
+                f"{run_dir} is a run of {spec.method!r}, which has no noise-conditional critic to diagnose."
+            )
         res = method.diagnose(levels=levels, n=n, seed=seed, ema=not live)
         folder = out or Path(run_dir) / "diagnostics"
         paths = plot_diagnostics(res, folder, title=f"{spec.method} on {spec.dataset}")

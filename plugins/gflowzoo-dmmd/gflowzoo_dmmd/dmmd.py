@@ -113,9 +113,10 @@ class DMMD(NoiseConditionalMethod):
             for k, t in enumerate(grid.tolist()):
                 tt = torch.full((n_ref,), t, device=dev)
                 eps = torch.randn(x.shape, generator=g).to(dev)
-                clean[k] = torch.cat([net(b, tb) for b, tb in zip(x.split(c.stats_batch), tt.split(c.stats_batch))]).cpu()
                 y = self.schedule.add_noise(x, tt, noise=eps)
-                noisy[k] = torch.cat([net(b, tb) for b, tb in zip(y.split(c.stats_batch), tt.split(c.stats_batch))]).cpu()
+                for out, inp in ((clean, x), (noisy, y)):
+                    parts = zip(inp.split(c.stats_batch), tt.split(c.stats_batch))
+                    out[k] = torch.cat([net(b, tb) for b, tb in parts]).cpu()
             return {"ref_clean": clean, "ref_noisy": noisy}
         sums_c = torch.zeros(T, self.feature_dim, dtype=torch.float64, device=dev)
         sums_n = torch.zeros(T, self.feature_dim, dtype=torch.float64, device=dev)

@@ -38,7 +38,8 @@ FIXED_WIDTHS = (0.1, 1.0, 3.0, 10.0)
 
 def a_star(delta: float, s2: float = 1.0, d: int = 1) -> float:
     """The squared width ``a = alpha^2`` maximising the target pull at distance ``delta`` from the mean of
-    ``P = N(mu, s2 I_d)`` (notes/dmmd.md section 7): ``[(d-2)s2 + delta^2 + sqrt(((d-2)s2 + delta^2)^2 + 8 d s2^2)]/4``."""
+    ``P = N(mu, s2 I_d)`` (notes/dmmd.md section 7):
+    ``[(d-2)s2 + delta^2 + sqrt(((d-2)s2 + delta^2)^2 + 8 d s2^2)] / 4``."""
     b = (d - 2) * s2 + delta * delta
     return (b + math.sqrt(b * b + 8 * d * s2 * s2)) / 4.0
 

@@ -71,7 +71,9 @@ class MMDFlow(Method):
         try:
             ds = self.data.train
         except UserError as exc:
-            raise DataError(f"mmdflow needs {c.n_data} data samples (data_seed {c.data_seed}) to sample: {exc}") from None
+            raise DataError(
+                f"mmdflow needs {c.n_data} data samples (data_seed {c.data_seed}) to sample: {exc}"
+            ) from None
         g = torch.Generator().manual_seed(c.data_seed)
         idx = torch.randperm(len(ds), generator=g)[: c.n_data]
         self.ref, self.ref_seed = ds.get(idx).float(), c.data_seed

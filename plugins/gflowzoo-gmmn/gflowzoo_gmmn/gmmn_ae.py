@@ -89,23 +89,25 @@ class GMMNAEConfig(GMMNConfig):
 
 
 class GMMNAE(GMMN):
-    """GMMN on the codes of an auto-encoder trained in the first ``ae_steps`` steps. See the module docstring."""
+    """GMMN+AE (Li, Swersky & Zemel 2015): the first ``ae_steps`` steps train an auto-encoder (official MNIST:
+    D-1024-32 sigmoid layers, dropout, cross-entropy); the rest train a GMMN on its codes (one Gaussian of variance
+    1). Samples are decoded codes. Details: docs/baselines.md."""
 
     Config = GMMNAEConfig
 
     @classmethod
     def preset(cls, dataset: str, variant: str) -> dict[str, Any]:
         """``paper``: official MNIST settings (3k AE + 40k GMMN steps); ``cpu-quick``: 300 AE steps, batch 256.
-        Toys: a small tanh auto-encoder (2 -> 64 -> 4 codes) with Adam, squared error."""
+        Toys: a small tanh auto-encoder (2 -> 64 -> 64 -> 2 codes) with Adam, squared error."""
         fam = family(dataset)
         if fam is None:
             return {}
         if fam == "toy":
             return {
-                "nz": 4, "hidden": [128, 128], "batch_size": 256, "optimizer": "adam", "lr": 1e-3,
-                "lr_drop_step": 0, "code_dim": 4, "ae_hidden": [64, 64], "ae_activation": "tanh",
+                "nz": 2, "hidden": [128, 128, 128], "batch_size": 256, "optimizer": "adam", "lr": 3e-3,
+                "lr_drop_step": 0, "code_dim": 2, "ae_hidden": [64, 64], "ae_activation": "tanh",
                 "ae_dropout": [], "ae_optimizer": "adam", "ae_lr": 3e-3, "ae_steps": 300, "ae_batch_size": 256,
-                "kernel": {"name": "rbf", "sigmas": [0.001, 0.01, 0.1, 1.0], "convention": "variance"},
+                "kernel": {"name": "rbf", "sigmas": [0.0003, 0.003, 0.03, 0.3, 3.0], "convention": "variance"},
             }
         if variant == "paper":
             return {"run": {"steps": 43_000}}

@@ -58,6 +58,9 @@ class GeneratorConfig:
     batch_size: int = 64
     #: Samples generated per forward pass in :meth:`sample`.
     sample_chunk: int = 1000
+    #: Images only: keep networks and batches in the channels-last memory format (about 10 % faster convolutions
+    #: on CPU; the critic backbone must not call ``.view`` on its input).
+    channels_last: bool = False
 
 
 def build_generator(cfg: Any, shape: tuple[int, ...], kind: str) -> nn.Module:
@@ -88,15 +91,27 @@ class GANBase(Method):
         check_positive(config, "nz", "batch_size", "sample_chunk")
         self.shape = tuple(int(s) for s in data.shape)
         self.kind = data.kind
-        self.G = build_generator(config, self.shape, self.kind).to(self.device)
         self._train_set: Any = None
+        self.G = self.to_device(build_generator(config, self.shape, self.kind))
 
     # -- data ------------------------------------------------------------------------------------------------------
+    @property
+    def memory_format(self) -> torch.memory_format:
+        """``channels_last`` for images when asked for, else contiguous."""
+        use = self.config.channels_last and self.kind == "image"
+        return torch.channels_last if use else torch.contiguous_format
+
+    def to_device(self, module: nn.Module) -> nn.Module:
+        """Move ``module`` to the method's device (and memory format)."""
+        module = module.to(self.device)
+        return module.to(memory_format=self.memory_format) if self.memory_format != torch.contiguous_format else module
+
     def real_batch(self, generator: torch.Generator, n: int | None = None) -> Tensor:
         """``n`` (default ``batch_size``) training samples ``[n, *S]`` on the method's device."""
         if self._train_set is None:
             self._train_set = self.data.train
-        return self._train_set.sample(n or self.config.batch_size, generator).to(self.device)
+        x = self._train_set.sample(n or self.config.batch_size, generator).to(self.device)
+        return x.contiguous(memory_format=self.memory_format) if x.ndim == 4 else x
 
     def latent(self, generator: torch.Generator, n: int | None = None) -> Tensor:
         """``n`` (default ``batch_size``) latent codes ``[n, nz]`` on the method's device."""
@@ -113,7 +128,7 @@ class GANBase(Method):
             out = []
             for start in range(0, n, self.config.sample_chunk):
                 m = min(self.config.sample_chunk, n - start)
-                out.append(self.G(self.latent(generator, m)).float().cpu())
+                out.append(self.G(self.latent(generator, m)).float().cpu().contiguous())
         finally:
             self.G.train(was)
         return torch.cat(out) if out else torch.zeros(0, *self.shape)

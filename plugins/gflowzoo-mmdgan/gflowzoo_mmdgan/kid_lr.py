@@ -167,7 +167,7 @@ class KIDLearningRate:
         """Evaluate: ``sample(n)`` draws generated samples ``[n, *S]``; may multiply the learning rate of every
         param group of ``optimizers`` by ``decay``. Returns logs (``kid``, ``kid_p``, ``lr``)."""
         ref = self.reference(train_set, device)
-        kids = block_kids(ref, self.features(sample(self.n)), self.blocks)
+        kids = block_kids(ref, self.features(sample(self.n).to(device)), self.blocks)
         logs = {"kid": float(kids.mean())}
         self.memory.append([float(v) for v in kids])
         if len(self.memory) > self.lookback:
