@@ -51,7 +51,7 @@ def bench(shape: tuple[int, ...], n: int, width: int, reps: int, device: torch.d
     m = build_method(reg, spec, str(device), DataHandle(name, shape=shape, kind="image", registry=reg))
     grid = m.schedule.grid(1)
     d = m.feature_dim
-    m.stats = {"grid": grid, "step": m.step_count, "use_ema": True, "data_range": 1.0,
+    m.stats = {"grid": grid, "step": m.step_count, "use_ema": True, "data_range": 1.0, "key": m._stats_key(),
                "clean": torch.randn(1, d), "noisy": torch.randn(1, d)}
     plan = m.plan()
     flow = ParticleFlow(*m.make_witness(plan), reg.create("integrator", "euler"))

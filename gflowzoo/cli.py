@@ -32,6 +32,20 @@ console = Console()
 err_console = Console(stderr=True)
 
 
+@app.callback()
+def _root(
+    threads: Annotated[
+        Optional[int],
+        typer.Option("--threads", min=1, help="CPU threads for torch (also $GFLOWZOO_THREADS); default: torch's own."),
+    ] = None,
+) -> None:
+    """A zoo of kernel-discrepancy generative models: MMD gradient flows (DMMD) and MMD GANs."""
+    if threads is not None:
+        import os
+
+        os.environ["GFLOWZOO_THREADS"] = str(threads)
+
+
 def handle_errors(fn):
     """Turn gflowzoo's own errors into a one-block message and an exit code (2 for user mistakes)."""
 
@@ -250,17 +264,17 @@ def _run_training(state: Any, run: Any, spec: Any, resume: bool, progress: bool)
     # build the method and touch the data before writing anything, so a failed start leaves no run directory
     method = build_method(state.registry, spec, device)
     _ = method.data.shape  # fail early, with a clear message, when the data is missing
+    on_eval = None
+    if spec.run.eval_every:  # in-training evaluation (gflowzoo/evaluate.py); a missing extractor fails here
+        from .evaluate import training_hook
+
+        on_eval = training_hook(spec, method, state.registry, say=lambda s: console.print(s, highlight=False))
     run.path.mkdir(parents=True, exist_ok=True)
     run.write_config(spec.to_data())
     console.print(
         f"training [bold]{spec.method}[/] on [bold]{spec.dataset}[/] ({spec.preset}) on {device}; run: {run.path}",
         highlight=False,
     )
-    on_eval = None
-    if spec.run.eval_every:
-        from .evaluate import training_hook  # in-training evaluation (gflowzoo/evaluate.py)
-
-        on_eval = training_hook(spec, method, state.registry, say=lambda s: console.print(s, highlight=False))
     result = train(run, spec, method, resume_payload=payload, console=console, progress=progress, on_eval=on_eval)
     if result.interrupted:
         console.print(f"interrupted at step {result.step}; checkpoint saved: {result.checkpoint}")

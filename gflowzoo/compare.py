@@ -163,7 +163,7 @@ class Comparison:
         seeds: seeds ``0 .. seeds-1`` per method.
         runs: existing run directories to include (evaluated, not retrained).
         out: the output folder.
-        sets: ``--set`` overrides applied to every trained run.
+        sets: ``--set`` overrides for the trained runs (``METHOD:key=value`` for one method only).
         metrics, n, extractor, extractor_weights, fit_extractor: the final evaluation protocol (defaults by data).
         eval_points: in-training evaluations per run (0: none).
         device, data_root, preset: as for ``gflowzoo train``.
@@ -214,6 +214,20 @@ class Comparison:
         self.training_eval: Any = None
 
     # -- planning ----------------------------------------------------------------------------------------------
+    def sets_for(self, method: str) -> list[str]:
+        """The ``--set`` items for ``method``: unprefixed ones apply to every method, ``METHOD:key=value`` to that
+        method only (e.g. ``dmmd:sampler.levels=20``)."""
+        out = []
+        known = set(self.methods) | set(self.registry.names("method"))
+        for item in self.sets:
+            head, sep, rest = item.partition(":")
+            if sep and "=" not in head and head in known:
+                if head == method:
+                    out.append(rest)
+            else:
+                out.append(item)
+        return out
+
     def options(self) -> dict[str, Any]:
         return {"methods": self.methods, "dataset": self.dataset, "budget_minutes": self.budget_minutes,
                 "steps": self.steps, "seeds": self.seeds, "sets": self.sets, "runs": [str(g.path) for g in self.given],
@@ -230,8 +244,8 @@ class Comparison:
         overrides: dict[str, Any] = {"run": run_over, "seed": seed, "device": self.device}
         if self.data_root:
             overrides["data_root"] = str(self.data_root)
-        return resolve(self.registry, method, self.dataset, base=base, sets=self.sets, overrides=overrides,
-                       preset=self.preset if base is None else None)
+        return resolve(self.registry, method, self.dataset, base=base, sets=self.sets_for(method),
+                       overrides=overrides, preset=self.preset if base is None else None)
 
     def plan(self) -> list[tuple[str, int, Any]]:
         """``(method, seed, spec)`` of every run to train: every configuration error shows here, before training."""
@@ -328,7 +342,7 @@ class Comparison:
 
     def _train_one(self, method: str, seed: int, spec: Any, label: str) -> RunRecord:
         from .evaluate import TrainingEval
-        from .runs import RunDir
+        from .runs import RunDir, load_checkpoint
         from .session import build_method, resolve_device
         from .trainer import train
 
@@ -358,7 +372,10 @@ class Comparison:
         m = build_method(self.registry, spec, device)
         hook = None
         if self.training_eval is not None:
-            hook = TrainingEval(self.training_eval, m, self._eval_every_seconds())
+            every = self._eval_every_seconds()
+            # paced evaluations at budget * k / points (k < points); the last one is made when training ends
+            until = None if every is None else self.budget_minutes * 60.0 - every / 2
+            hook = TrainingEval(self.training_eval, m, every, until)
             spec.run.eval_every = 1 if self.steps is None else max(1, self.steps // self.eval_points)
         res = train(run, spec, m, resume_payload=payload, console=self.console, progress=self.progress,
                     on_eval=hook)
@@ -366,8 +383,12 @@ class Comparison:
             rec.status, rec.steps = "interrupted", res.step
             return rec
         rec.steps = res.step
-        rec.train_seconds = _train_seconds_from_log(run, res.elapsed)
-        rec.eval_seconds_in_training = res.elapsed - rec.train_seconds
+        # the final checkpoint's clock stops after finalize() and before the trainer draws its sample grid
+        elapsed = res.elapsed
+        if res.checkpoint:
+            elapsed = float(load_checkpoint(res.checkpoint, method).get("elapsed", res.elapsed))
+        rec.train_seconds = _train_seconds_from_log(run, elapsed)
+        rec.eval_seconds_in_training = elapsed - rec.train_seconds
         if hook is not None and hook.last_step != res.step:  # close the curve at the end of training
             vals = _force(hook, res)
             run.log({"step": res.step, "time": round(res.elapsed, 3), "after_training": True,
@@ -380,7 +401,7 @@ class Comparison:
         from .viz import save_samples
 
         try:
-            res = self.final_eval.evaluate_method(method_obj, {"sets": self.sets})
+            res = self.final_eval.evaluate_method(method_obj, {"sets": self.sets_for(rec.method)})
         except (GflowzooError, KeyboardInterrupt):
             raise
         except Exception as exc:  # e.g. non-finite samples: report the run as failed, keep comparing

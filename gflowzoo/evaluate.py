@@ -155,10 +155,18 @@ class Evaluator:
         self.metric_specs = list(metrics) if metrics else None
         self.n_given, self.ref_split_given, self.ref_n_given = n, ref_split, ref_n
         self.extractor_spec, self.extractor_weights = extractor, extractor_weights
-        self.fit_extractor, self.purpose, self.say, self.cache = fit_extractor, purpose, say, cache
+        self.fit_extractor, self.purpose, self.cache = fit_extractor, purpose, cache
+        self._said: set[str] = set()
+        self._say = say
         self.prepared = False
         if n is not None and n < 2:
             raise UserError("--n must be at least 2.")
+
+    def say(self, message: str) -> None:
+        """Pass a message on once (repeated evaluations, e.g. during training, repeat their warnings)."""
+        if self._say is not None and message not in self._said:
+            self._said.add(message)
+            self._say(message)
 
     # -- set-up ----------------------------------------------------------------------------------------------
     def _build_metrics(self, kind: str, info: dict[str, Any]) -> None:
@@ -322,11 +330,14 @@ class TrainingEval:
     """The ``on_eval(step, elapsed)`` hook of the training loop: a cheap evaluation every ``run.eval_every`` steps.
 
     With ``every_seconds`` set, calls closer than that to the previous evaluation return ``{}`` (nothing logged),
-    so evaluations are spaced by training wall-clock time (``gflowzoo compare`` uses this). The returned dict
-    holds the metric values and ``seconds`` (the evaluation's own duration)."""
+    so evaluations are spaced by training wall-clock time (``gflowzoo compare`` uses this); none is made after
+    ``until_seconds`` of training. The returned dict holds the metric values and ``seconds`` (the evaluation's own
+    duration)."""
 
-    def __init__(self, evaluator: Evaluator, method: Any, every_seconds: float | None = None) -> None:
+    def __init__(self, evaluator: Evaluator, method: Any, every_seconds: float | None = None,
+                 until_seconds: float | None = None) -> None:
         self.evaluator, self.method, self.every_seconds = evaluator.prepare(), method, every_seconds
+        self.until_seconds = until_seconds
         self.last: float | None = None
         self.last_step: int | None = None
         self.eval_seconds = 0.0
@@ -337,6 +348,8 @@ class TrainingEval:
             if self.last is not None and train_time - self.last < self.every_seconds:
                 return {}
             if self.last is None and train_time < self.every_seconds:
+                return {}
+            if self.until_seconds is not None and train_time > self.until_seconds:
                 return {}
             self.last = train_time
         t0 = time.perf_counter()

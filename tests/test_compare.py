@@ -126,3 +126,5 @@ def test_compare_reuses_finished_runs_and_includes_given_runs(gauss, tmp_path): 
     assert [(r["method"], r["path"]) for r in results["runs"]][-1] == ("gauss-too", str(other))
     bad = invoke(gauss, *args, "--set", "lr=0.5")
     assert bad.exit_code == 2 and "another configuration" in bad.output
+    # a METHOD: prefix limits a --set to that method: for another method it changes nothing
+    assert invoke(gauss, *args, "--set", "gauss-too:lr=0.5").exit_code == 0

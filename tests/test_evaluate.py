@@ -232,3 +232,18 @@ def test_training_eval_paced_by_time_returns_nothing_until_due():
     assert hook(4, 15.0 + hook.eval_seconds) == {}  # only 4.5 s of training since
     assert hook(5, 20.6 + hook.eval_seconds)["mmd"] == 0.5
     assert FakeEvaluator.calls == 2
+
+
+def test_train_eval_every_missing_extractor_stops_before_training(gauss, tmp_path):
+    import struct
+
+    raw = tmp_path / "data" / "MNIST" / "raw"
+    raw.mkdir(parents=True)
+    for split, n in (("train", 12), ("t10k", 4)):
+        (raw / f"{split}-images-idx3-ubyte").write_bytes(struct.pack(">IIII", 0x803, n, 28, 28) + bytes(n * 784))
+        (raw / f"{split}-labels-idx1-ubyte").write_bytes(struct.pack(">II", 0x801, n) + bytes(n))
+    run = tmp_path / "run"
+    res = invoke(gauss, "train", "gauss", "--dataset", "mnist", "--data-root", tmp_path / "data", "--steps", 5,
+                 "--eval-every", 2, "--out", run, "--no-progress")
+    assert res.exit_code == 2 and "gflowzoo extractor fit --dataset mnist" in res.output
+    assert not run.exists()

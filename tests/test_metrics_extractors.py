@@ -66,7 +66,6 @@ def test_inception_weight_resolution_order(cache, monkeypatch):
         InceptionV3Compat(weights=str(truncated)).resolve_weights()
 
 
-@pytest.mark.slow  # about 5 s on an idle 2-core CPU: builds, saves and loads a 95 MB network, runs it at 299x299
 def test_inception_features_with_random_weights(cache, monkeypatch):
     """The real code path with a random-weight state dict built here (no download): 2048 features, 1008 logits."""
     import torch_fidelity.feature_extractor_inceptionv3 as inc

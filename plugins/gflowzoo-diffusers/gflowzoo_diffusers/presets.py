@@ -27,7 +27,7 @@ _PAPER: dict[str, dict[str, Any]] = {
     "toy": {
         "net": {"kind": "mlp", "width": 256, "depth": 3},
         "lr": 1e-3, "batch_size": 512, "ema_decay": 0.999, "grad_clip": 1.0,
-        "sampler": {"kind": "ddim", "steps": 250},
+        "sampler": {"kind": "ddim", "steps": 500},
         "run": {"steps": 20_000, "checkpoint_every": 5000, "log_every": 100},
     },
     "digits": {
@@ -57,7 +57,7 @@ _CPU_QUICK: dict[str, dict[str, Any]] = {
     "toy": {
         "net": {"kind": "mlp", "width": 128, "depth": 3},
         "lr": 1e-3, "batch_size": 256, "ema_decay": 0.995,
-        "sampler": {"kind": "ddim", "steps": 250},
+        "sampler": {"kind": "ddim", "steps": 500},
         "run": {"steps": 3000, "checkpoint_every": 1000, "log_every": 50},
     },
     "digits": {

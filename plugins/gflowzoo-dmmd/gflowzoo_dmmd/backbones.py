@@ -34,6 +34,31 @@ def _t_or_zero(x: Tensor, t: Tensor | None) -> Tensor:
     return t.expand(x.shape[0]) if t.ndim == 0 else t.reshape(x.shape[0])
 
 
+class _InputSkip(nn.Module):
+    """Concatenates ``scale * x.flatten(1)`` to learned features (the features then start as the input itself
+    when the learned head is zero-initialised; with an RBF base kernel the kernel starts as the noise-adaptive RBF
+    on the data, the "oracle" of notes/dmmd-findings.md, and training can only add to it)."""
+
+    def __init__(self, d_in: int, scale: float) -> None:
+        super().__init__()
+        if scale < 0:
+            raise ConfigError(f"input_skip must be >= 0; got {scale}.")
+        self.d_in, self.scale = int(d_in), float(scale)
+
+    def extra_dims(self) -> int:
+        return self.d_in if self.scale > 0 else 0
+
+    def zero_head(self, head: nn.Linear) -> None:
+        if self.scale > 0:
+            nn.init.zeros_(head.weight)
+            nn.init.zeros_(head.bias)
+
+    def forward(self, x: Tensor, feats: Tensor) -> Tensor:
+        if self.scale <= 0:
+            return feats
+        return torch.cat([self.scale * x.reshape(x.shape[0], -1).to(feats.dtype), feats], dim=1)
+
+
 class TimeEmbedding(nn.Module):
     """Sinusoidal embedding of ``1000 t`` (``freqs`` frequencies, geometric from 1 to 1/10000) followed by a
     2-layer SiLU MLP. ``t`` ``[N]`` -> ``[N, dim]``."""
@@ -64,6 +89,8 @@ class MLPBackbone(FeatureBackbone):
         depth: number of hidden layers.
         time_dim: size of the time embedding.
         fourier_octaves: number of Fourier octaves of the input (0: raw input).
+        input_skip: if > 0, the output is ``[input_skip * x, learned]`` (``D + d_in`` features) and the learned
+            head starts at zero (see docs/dmmd-what-we-learned.md).
     """
 
     default_feature_dim = 64
@@ -76,6 +103,7 @@ class MLPBackbone(FeatureBackbone):
         depth: int = 3,
         time_dim: int = 64,
         fourier_octaves: int = 0,
+        input_skip: float = 0.0,
     ) -> None:
         super().__init__(in_shape, feature_dim)
         if width < 1 or depth < 1 or time_dim < 1 or fourier_octaves < 0:
@@ -92,9 +120,13 @@ class MLPBackbone(FeatureBackbone):
         self.time_proj = nn.ModuleList([nn.Linear(time_dim, width) for _ in range(depth)])
         self.hidden = nn.ModuleList([nn.Linear(width, width) for _ in range(depth)])
         self.out = nn.Linear(width, self.feature_dim)
+        self.skip = _InputSkip(d_in, input_skip)
+        self.skip.zero_head(self.out)
+        self.feature_dim += self.skip.extra_dims()
 
     def forward(self, x: Tensor, t: Tensor | None = None) -> Tensor:
         """``x`` ``[N, *S]``, ``t`` ``[N]`` -> ``[N, D]``."""
+        x0 = x
         h = x.reshape(x.shape[0], -1)
         if self.fourier_octaves:
             arg = h[:, :, None] * self.octaves.to(h.dtype)
@@ -103,7 +135,7 @@ class MLPBackbone(FeatureBackbone):
         h = self.inp(h)
         for proj, lin in zip(self.time_proj, self.hidden):
             h = lin(F.silu(h + proj(emb)))
-        return self.out(F.silu(h))
+        return self.skip(x0, self.out(F.silu(h)))
 
 
 def downsamplings_for(size: int) -> int:
@@ -159,6 +191,8 @@ class ConvBackbone(FeatureBackbone):
         time_dim: size of the time embedding.
         time_mode: ``"film"`` or ``"add"``.
         channels_last: run the convs in channels-last memory format (faster on recent GPUs).
+        input_skip: if > 0, the output is ``[input_skip * x.flatten(1), learned]`` (``D + C*H*W`` features) and the
+            learned head starts at zero (see docs/dmmd-what-we-learned.md).
     """
 
     default_feature_dim = 128
@@ -175,6 +209,7 @@ class ConvBackbone(FeatureBackbone):
         time_dim: int = 64,
         time_mode: str = "film",
         channels_last: bool = False,
+        input_skip: float = 0.0,
     ) -> None:
         super().__init__(in_shape, feature_dim)
         if len(self.in_shape) != 3:
@@ -205,11 +240,15 @@ class ConvBackbone(FeatureBackbone):
             chans.append(c_out)
         self.out_norms = nn.ModuleList([nn.GroupNorm(_groups(ch, groups), ch) for ch in chans])
         self.head = nn.Linear(sum(chans), self.feature_dim)
+        self.skip = _InputSkip(c * h * w, input_skip)
+        self.skip.zero_head(self.head)
+        self.feature_dim += self.skip.extra_dims()
         if self.channels_last:
             self.to(memory_format=torch.channels_last)
 
     def forward(self, x: Tensor, t: Tensor | None = None) -> Tensor:
         """``x`` ``[N, C, H, W]``, ``t`` ``[N]`` -> ``[N, D]``."""
+        x0 = x
         emb = F.silu(self.temb(_t_or_zero(x, t)))
         if self.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
@@ -221,7 +260,7 @@ class ConvBackbone(FeatureBackbone):
             for block in level:
                 h = block(h, emb)
             pooled.append(F.silu(self.out_norms[i](h)).mean(dim=(2, 3)))
-        return self.head(torch.cat(pooled, dim=1))
+        return self.skip(x0, self.head(torch.cat(pooled, dim=1)))
 
 
 class RFFOracle(FeatureBackbone):

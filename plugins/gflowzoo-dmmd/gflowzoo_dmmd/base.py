@@ -79,10 +79,6 @@ class NoiseConditionalMethod(Method):
         """``(witness, particle_source, fixed_source)`` for :class:`~gflowzoo_dmmd.flow.ParticleFlow`."""
         raise NotImplementedError
 
-    def compute_stats(self, grid: Tensor) -> dict[str, Any]:
-        """Statistics of the data the sampler needs on ``grid`` (computed with the sampling network)."""
-        return {}
-
     def has_width(self) -> bool:
         """Whether the critic has an input-space/learned kernel width for the ``width2`` step schedule."""
         return callable(getattr(self.backbone, "width", None))
@@ -226,6 +222,8 @@ class NoiseConditionalMethod(Method):
         s = self.stats
         if not s or s.get("step") != self.step_count or s.get("use_ema") != bool(self.config.sampler.use_ema):
             return False
+        if list(s.get("key", [])) != self._stats_key():
+            return False
         stored = s.get("grid")
         return stored is not None and stored.shape == grid.shape and torch.allclose(stored, grid.to(stored.dtype))
 
@@ -237,25 +235,32 @@ class NoiseConditionalMethod(Method):
         except UserError as exc:
             if not self.needs_stats and (self.data.kind == "image" or self.config.sampler.box == 0):
                 self.stats = {"grid": grid.detach().float().cpu(), "step": self.step_count,
-                              "use_ema": bool(self.config.sampler.use_ema), "data_range": 1.0}
+                              "use_ema": bool(self.config.sampler.use_ema), "key": self._stats_key(),
+                              "data_range": 1.0}
                 return self.stats
             stored = self.stats.get("grid")
             have = f"a grid of {len(stored)} levels" if stored is not None else "no statistics"
             raise DataError(
                 f"Sampling on a grid of {len(grid)} levels needs the training data to recompute the statistics of "
-                f"the data on that grid (the checkpoint holds {have}; sampler.use_ema, the grid and the training "
-                f"step must match). Make the data available (--data-root or $GFLOWZOO_DATA), or sample with the "
+                f"the data on that grid (the checkpoint holds {have}; the grid, sampler.use_ema, sampler.n_ref, "
+                f"stats_samples, stats_seed and the training step must match). Make the data available (--data-root or $GFLOWZOO_DATA), or sample with the "
                 f"stored settings. Cause: {exc}"
             ) from None
-        stats = {"grid": grid.detach().float().cpu(), "step": self.step_count,
+        stats = {"grid": grid.detach().float().cpu(), "step": self.step_count, "key": self._stats_key(),
                  "use_ema": bool(self.config.sampler.use_ema), "data_range": self._data_range(ds)}
         stats.update(self.compute_stats_from(ds, grid))
         self.stats = stats
         return stats
 
     def compute_stats_from(self, ds: Any, grid: Tensor) -> dict[str, Any]:
-        """Statistics of the data set ``ds`` on ``grid`` (see :meth:`compute_stats`)."""
+        """Statistics of the data set ``ds`` that the sampler needs on ``grid`` (computed with the sampling
+        network); none by default."""
         return {}
+
+    def _stats_key(self) -> list[int]:
+        """What the statistics depend on besides the grid, the weights and ``use_ema``."""
+        c = self.config
+        return [int(c.stats_samples), int(c.stats_seed), int(c.sampler.n_ref)]
 
     def _data_range(self, ds: Any) -> float:
         if self.data.kind == "image":

@@ -93,6 +93,12 @@ class DMMDConfig(CriticTrainConfig):
     width_model: Literal["mlp", "table"] = "mlp"
     width_levels: int = 16
     width_init: float = 0.0
+    # noise-adaptive width prior (docs/dmmd-what-we-learned.md): with "sigma" the width is
+    #   h(t) = width_init * max(sigma_t, width_min) * sqrt(d_in) * exp(learned offset(t))
+    # (width_init <= 0 means 1); learn_width = false keeps the offset at 0 (the width then follows the prior).
+    width_prior: Literal["none", "sigma"] = "none"
+    width_min: float = 0.05
+    learn_width: bool = True
     sampler: SamplerConfig = dataclasses.field(default_factory=SamplerConfig)
 
 

@@ -12,6 +12,8 @@ data per level (rbf).
 
 from __future__ import annotations
 
+import math
+
 from typing import Any
 
 import torch
@@ -50,8 +52,21 @@ class DMMD(NoiseConditionalMethod):
     def build_extra(self, feature_dim: int) -> dict[str, nn.Module]:
         c = self.config
         if c.kernel == "rbf":
-            return {"width": NoiseWidth(c.width_model, c.width_levels, c.width_init if c.width_init > 0 else 1.0)}
+            width = NoiseWidth(c.width_model, c.width_levels, c.width_init if c.width_init > 0 else 1.0)
+            if not c.learn_width:
+                width.requires_grad_(False)
+            return {"width": width}
         return {}
+
+    def _width(self, t: Tensor, ema: bool) -> Tensor:
+        """The kernel width ``h(t)`` ``[N]`` (feature units): the learned width, times the noise-adaptive prior
+        ``max(sigma_t, width_min) * sqrt(d_in)`` when ``width_prior = "sigma"``."""
+        h = self._width_net(ema)(t)
+        if self.config.width_prior == "sigma":
+            d_in = float(math.prod(self.shape))
+            prior = self.schedule.sigma(t.to(h.dtype)).clamp_min(self.config.width_min) * math.sqrt(d_in)
+            h = h * prior
+        return h
 
     def _width_net(self, ema: bool) -> NoiseWidth | None:
         extra = self.ema_extra if ema else self.extra
@@ -59,10 +74,9 @@ class DMMD(NoiseConditionalMethod):
 
     def group_terms(self, fx: Tensor, fy: Tensor, fh: Tensor, xh: Tensor, t: Tensor, step: int) -> dict[str, Tensor]:
         if self.config.kernel == "rbf":
-            width = self._width_net(ema=False)
-            if step == 0 and self.config.width_init <= 0:
+            if step == 0 and self.config.width_init <= 0 and self.config.width_prior == "none":
                 self._median_init(fx, fy)
-            h = width(t)
+            h = self._width(t, ema=False)
             kernels = [group_kernel("rbf", h[i]) for i in range(len(t))]
         else:
             kernels = [group_kernel("linear")] * len(t)
@@ -83,14 +97,14 @@ class DMMD(NoiseConditionalMethod):
     def widths(self, t: Tensor) -> Tensor:
         if self.config.kernel == "rbf":
             with torch.no_grad():
-                return self._width_net(self.config.sampler.use_ema)(t.to(self.device)).float().cpu()
+                return self._width(t.to(self.device), self.config.sampler.use_ema).float().cpu()
         return super().widths(t)
 
     def _kernel_at(self, t: float, ema: bool) -> Any:
         if self.config.kernel == "linear":
             return group_kernel("linear")
         with torch.no_grad():
-            h = self._width_net(ema)(torch.tensor([t], device=self.device))[0]
+            h = self._width(torch.tensor([t], device=self.device), ema)[0]
         return group_kernel("rbf", h)
 
     # -- statistics ---------------------------------------------------------------------------------------------

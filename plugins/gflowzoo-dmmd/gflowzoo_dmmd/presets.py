@@ -60,17 +60,29 @@ def _image(dataset: str, variant: str) -> dict[str, Any]:
 
 
 def _toy(variant: str) -> dict[str, Any]:
+    """The toy recipe measured in docs/dmmd-what-we-learned.md: an RBF base kernel on ``[x, learned(x, t)]`` (input
+    skip, learned head starting at zero) with the fixed noise-adaptive width ``max(sigma_t, 0.05)`` (raw toy units),
+    exact interacting sampler with ``eta_k = 10 h_k^2``, T = 100 levels x N_s = 5, no noise injection.
+    Measured on toy-25gaussians after 1,000 training steps: 25/25 modes, 91.6 % of samples within 3 std."""
     paper = variant == "paper"
     return {
-        "backbone": {"name": "mlp", "width": 256 if paper else 128, "depth": 4 if paper else 3},
+        "backbone": {"name": "mlp", "width": 256 if paper else 128, "depth": 4 if paper else 3, "input_skip": 1.0},
+        "kernel": "rbf",
+        "width_prior": "sigma",
+        "learn_width": False,
+        "width_init": 0.7071,  # h = 0.7071 * max(sigma_t, 0.05) * sqrt(2) = max(sigma_t, 0.05)
+        "width_min": 0.05,
         "groups": 8,
         "n_clean": 128,
         "n_noisy": 128,
         "lr": 1e-3,
         "ema": 0.995,
         "stats_samples": 20_000 if paper else 5_000,
-        "sampler": {"levels": 50, "particles": 2500 if paper else 1000},
-        "run": {"steps": 50_000 if paper else 2_000, "log_every": 100 if paper else 50},
+        "sampler": {
+            "levels": 100, "particles": 2500, "n_ref": 1024, "integrator": "euler",
+            "step_schedule": "width2", "step_size": 10.0,
+        },
+        "run": {"steps": 50_000 if paper else 1_000, "log_every": 100 if paper else 50},
     }
 
 

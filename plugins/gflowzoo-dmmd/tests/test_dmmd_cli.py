@@ -61,8 +61,11 @@ def test_train_celeba_preset_fails_cleanly_without_data(registry, tmp_path: Path
                                    "--out", str(tmp_path / "run"), "--no-progress", "--device", "cpu"])
     assert res.exit_code == 2, res.output
     assert "CelebA" in res.output or "celeba" in res.output
-    saved = (tmp_path / "run" / "config.toml").read_text()
-    assert 'name = "conv"' in saved and "width = 128" in saved
+    from gflowzoo.session import resolve
+
+    spec = resolve(registry, "dmmd", "celeba64", preset="paper")
+    assert spec.model.backbone["name"] == "conv" and spec.model.backbone["width"] == 128
+    assert spec.run.steps == 300_000 and spec.model.sampler.levels == 100
 
 
 def test_sample_command_with_a_new_grid(registry, tmp_path: Path):
