@@ -86,12 +86,28 @@ def _toy(variant: str) -> dict[str, Any]:
     }
 
 
+def _digits(variant: str) -> dict[str, Any]:
+    """digits with the recipe of docs/dmmd-what-we-learned.md: the conv critic with an input skip, an RBF base kernel
+    with the fixed width ``max(sigma_t, 0.1) * sqrt(64)``, exact sampler with ``eta_k = h_k^2``. Measured (5 minutes
+    on the CPU, net-digits extractor, 500 samples): KID 0.228 +- 0.019 and FID 9.7, against KID 0.523 +- 0.030 and
+    FID 23.2 for the linear-kernel critic of the same budget."""
+    out = _image("digits", variant)
+    out["backbone"]["input_skip"] = 1.0
+    out.update(kernel="rbf", width_prior="sigma", learn_width=False, width_init=1.0, width_min=0.1)
+    out["sampler"].update(
+        integrator="euler", step_schedule="width2", step_size=1.0, n_ref=1000, particles=1000 if variant == "paper" else 500
+    )
+    return out
+
+
 def dmmd_preset(dataset: str, variant: str) -> dict[str, Any]:
     """Config overrides of ``dmmd`` / ``a-dmmd`` / ``a-dmmd-e`` for ``dataset`` and ``variant``."""
     if variant not in ("paper", "cpu-quick"):
         return {}
     if dataset.startswith(_TOY):
         return _toy(variant)
+    if dataset == "digits":
+        return _digits(variant)
     if dataset in _IMAGE:
         return _image(dataset, variant)
     if dataset.startswith("imagefolder:"):
@@ -102,6 +118,10 @@ def dmmd_preset(dataset: str, variant: str) -> dict[str, Any]:
 def dkale_preset(dataset: str, variant: str) -> dict[str, Any]:
     """``dkale``: the DMMD presets without the exact-sampler settings (its sampler never interacts)."""
     out = dmmd_preset(dataset, variant)
+    for key in ("kernel", "width_prior", "learn_width", "width_init", "width_min"):  # DMMD-only options
+        out.pop(key, None)
+    if isinstance(out.get("backbone"), dict):
+        out["backbone"].pop("input_skip", None)  # the KALE critic is a scalar head, not a kernel on features
     if "sampler" in out:
         out["sampler"] = {k: v for k, v in out["sampler"].items() if k in ("levels", "particles", "chunk")}
     return out
