@@ -35,9 +35,9 @@ def _t_or_zero(x: Tensor, t: Tensor | None) -> Tensor:
 
 
 class _InputSkip(nn.Module):
-    """Concatenates ``scale * x.flatten(1)`` to learned features (the features then start as the input itself
-    when the learned head is zero-initialised; with an RBF base kernel the kernel starts as the noise-adaptive RBF
-    on the data, the "oracle" of notes/dmmd-findings.md, and training can only add to it)."""
+    """Concatenates ``scale * x.flatten(1)`` to learned features whose head starts at ``skip_head_gain`` times its
+    default init. With an RBF base kernel the kernel then starts as (gain 0: stays) the noise-adaptive RBF on the
+    data, the "oracle" of notes/dmmd-findings.md."""
 
     def __init__(self, d_in: int, scale: float) -> None:
         super().__init__()
@@ -48,10 +48,15 @@ class _InputSkip(nn.Module):
     def extra_dims(self) -> int:
         return self.d_in if self.scale > 0 else 0
 
-    def zero_head(self, head: nn.Linear) -> None:
+    def zero_head(self, head: nn.Linear, gain: float = 0.0) -> None:
+        """Scale the learned head's initial weights by ``gain`` (bias zero). With ``gain = 0`` and an RBF base
+        kernel, all learned features are equal, a stationary point where every gradient of the critic objective
+        vanishes: the learned part then never trains and the kernel stays the noise-adaptive RBF on the input.
+        ``gain > 0`` lets the features train (docs/dmmd-what-we-learned.md measures both)."""
         if self.scale > 0:
-            nn.init.zeros_(head.weight)
-            nn.init.zeros_(head.bias)
+            with torch.no_grad():
+                head.weight.mul_(float(gain))
+                head.bias.zero_()
 
     def forward(self, x: Tensor, feats: Tensor) -> Tensor:
         if self.scale <= 0:
@@ -90,7 +95,9 @@ class MLPBackbone(FeatureBackbone):
         time_dim: size of the time embedding.
         fourier_octaves: number of Fourier octaves of the input (0: raw input).
         input_skip: if > 0, the output is ``[input_skip * x, learned]`` (``D + d_in`` features) and the learned
-            head starts at zero (see docs/dmmd-what-we-learned.md).
+            head starts at ``skip_head_gain`` times its default init (0: the learned part stays at zero and does not
+            train; see docs/dmmd-what-we-learned.md).
+        skip_head_gain: see ``input_skip``.
     """
 
     default_feature_dim = 64
@@ -104,6 +111,7 @@ class MLPBackbone(FeatureBackbone):
         time_dim: int = 64,
         fourier_octaves: int = 0,
         input_skip: float = 0.0,
+        skip_head_gain: float = 0.0,
     ) -> None:
         super().__init__(in_shape, feature_dim)
         if width < 1 or depth < 1 or time_dim < 1 or fourier_octaves < 0:
@@ -121,7 +129,7 @@ class MLPBackbone(FeatureBackbone):
         self.hidden = nn.ModuleList([nn.Linear(width, width) for _ in range(depth)])
         self.out = nn.Linear(width, self.feature_dim)
         self.skip = _InputSkip(d_in, input_skip)
-        self.skip.zero_head(self.out)
+        self.skip.zero_head(self.out, skip_head_gain)
         self.feature_dim += self.skip.extra_dims()
 
     def forward(self, x: Tensor, t: Tensor | None = None) -> Tensor:
@@ -192,7 +200,8 @@ class ConvBackbone(FeatureBackbone):
         time_mode: ``"film"`` or ``"add"``.
         channels_last: run the convs in channels-last memory format (faster on recent GPUs).
         input_skip: if > 0, the output is ``[input_skip * x.flatten(1), learned]`` (``D + C*H*W`` features) and the
-            learned head starts at zero (see docs/dmmd-what-we-learned.md).
+            learned head starts at ``skip_head_gain`` times its default init (see the mlp backbone).
+        skip_head_gain: see ``input_skip``.
     """
 
     default_feature_dim = 128
@@ -210,6 +219,7 @@ class ConvBackbone(FeatureBackbone):
         time_mode: str = "film",
         channels_last: bool = False,
         input_skip: float = 0.0,
+        skip_head_gain: float = 0.0,
     ) -> None:
         super().__init__(in_shape, feature_dim)
         if len(self.in_shape) != 3:
@@ -241,7 +251,7 @@ class ConvBackbone(FeatureBackbone):
         self.out_norms = nn.ModuleList([nn.GroupNorm(_groups(ch, groups), ch) for ch in chans])
         self.head = nn.Linear(sum(chans), self.feature_dim)
         self.skip = _InputSkip(c * h * w, input_skip)
-        self.skip.zero_head(self.head)
+        self.skip.zero_head(self.head, skip_head_gain)
         self.feature_dim += self.skip.extra_dims()
         if self.channels_last:
             self.to(memory_format=torch.channels_last)

@@ -12,7 +12,12 @@ import torch
 from gflowzoo_dmmd.backbones import ConvBackbone, downsamplings_for
 from gflowzoo_dmmd.critic import NoiseWidth, group_kernel, kale_group_losses, mmd_group_losses, sample_levels
 
-TOY = ["backbone.width=16", "backbone.depth=1", "feature_dim=8", "stats_samples=256", "sampler.levels=4",
+#: the toy preset holds the RBF recipe (docs/dmmd-what-we-learned.md); these mechanics tests use the plain
+#: linear-kernel configuration of the dataclass defaults instead
+LINEAR = ['kernel="linear"', 'width_prior="none"', "learn_width=true", "width_init=0.0", "backbone.input_skip=0.0",
+          'sampler.step_schedule="auto"', "sampler.step_size=0.0", "sampler.n_ref=512"]
+
+TOY = [*LINEAR, "backbone.width=16", "backbone.depth=1", "feature_dim=8", "stats_samples=256", "sampler.levels=4",
        "sampler.steps_per_level=2", "groups=3", "n_clean=6", "n_noisy=5"]
 
 
@@ -207,3 +212,34 @@ def test_presets(registry, dataset, backbone):
         assert paper.model.sampler.steps_per_level == (5 if method == "dmmd" else 1)
     assert resolve(registry, "a-dmmd", dataset, preset="paper").model.sampler.variant == "approx"
     assert resolve(registry, "a-dmmd-e", dataset, preset="paper").model.sampler.variant == "hybrid"
+
+
+def test_recipe_input_skip_and_fixed_noise_adaptive_width(build):
+    """The toy preset's recipe (docs/dmmd-what-we-learned.md): features ``[x, learned]`` whose learned head starts at
+    ``skip_head_gain`` times its init, and the width ``width_init * max(sigma_t, width_min) * sqrt(d)``, left alone
+    by training when ``learn_width = false``. At gain 0 the learned part is a stationary point and stays exactly
+    zero; at gain > 0 it trains."""
+    import math
+
+    tiny = ["backbone.width=16", "backbone.depth=1", "groups=2", "n_clean=8", "n_noisy=8", "stats_samples=64"]
+    m = build("dmmd", "toy-8gaussians", *tiny)
+    assert m.config.kernel == "rbf" and m.config.width_prior == "sigma" and not m.config.learn_width
+    x, t = torch.randn(5, 2), torch.full((5,), 0.3)
+    f = m.backbone(x, t)
+    assert f.shape == (5, m.backbone.feature_dim) and m.backbone.feature_dim == 2 + 64
+    torch.testing.assert_close(f[:, :2], x)
+    assert torch.count_nonzero(f[:, 2:]) == 0
+    ts = torch.tensor([0.0005, 0.3, 1.0])
+    expected = m.config.width_init * m.schedule.sigma(ts).clamp_min(m.config.width_min) * math.sqrt(2.0)
+    before = m.widths(ts)
+    torch.testing.assert_close(before, expected.float(), rtol=1e-5, atol=1e-7)
+    for step in range(3):
+        m.train_step(step, torch.Generator().manual_seed(step))
+    torch.testing.assert_close(m.widths(ts), before)
+    assert torch.count_nonzero(m.backbone(x, t)[:, 2:]) == 0, "gain 0 is a stationary point"
+
+    m = build("dmmd", "toy-8gaussians", *tiny, "backbone.skip_head_gain=0.1")
+    start = [p.detach().clone() for p in m.backbone.parameters()]
+    for step in range(3):
+        m.train_step(step, torch.Generator().manual_seed(step))
+    assert any(not torch.equal(a, b) for a, b in zip(start, m.backbone.parameters())), "features must train"
