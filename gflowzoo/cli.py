@@ -71,7 +71,7 @@ def _kind(kind: str) -> str:
     if k in KINDS:
         return k
     for name, plural in KINDS.items():
-        if k in (name + "s", plural, plural.replace(" ", "-")) or plural.endswith(k):
+        if k in (name + "s", plural, plural.replace(" ", "-"), plural.split()[-1]) and len(k) > 2:
             return name
     raise unknown_name("kind", kind, KINDS)
 
