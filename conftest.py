@@ -13,7 +13,8 @@ def pytest_configure(config):
     try:
         import torch
 
-        # the test tensors are tiny: one thread avoids synchronisation overhead and oversubscription
+        # the test networks are tiny: one thread avoids synchronisation overhead, and on a shared, loaded 2-core
+        # machine two threads ran the plugin suites 5-20x slower than one
         torch.set_num_threads(1)
     except ImportError:  # pragma: no cover
         pass

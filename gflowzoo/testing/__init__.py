@@ -44,6 +44,23 @@ def plugins_loaded(*names: str) -> Iterator[PluginState]:
         reset()
 
 
+
+def method_builder(registry, *, preset: str = "cpu-quick", seed: int = 0):
+    """A ``build(method, dataset, *sets, data=None)`` helper for plugin tests: resolves the config exactly like
+    ``gflowzoo train --preset PRESET --set ...`` and returns the method on the CPU, with the global seed set."""
+
+    def build(method: str, dataset: str, *sets: str, data=None):
+        import torch
+
+        from ..session import build_method, resolve
+
+        spec = resolve(registry, method, dataset, sets=list(sets), overrides={"device": "cpu"}, preset=preset)
+        torch.manual_seed(seed)
+        return build_method(registry, spec, "cpu", data)
+
+    return build
+
+
 _CONTRACTS = (
     "BackboneContract",
     "DatasetContract",
@@ -66,4 +83,4 @@ def __getattr__(name: str):
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-__all__ = ["plugins_loaded", "temporary_plugin", *_CONTRACTS]
+__all__ = ["method_builder", "plugins_loaded", "temporary_plugin", *_CONTRACTS]

@@ -1,9 +1,6 @@
-"""Test setup of the diffusers plugin: run each test module with one torch thread.
-
-U-Net convolutions and attention with two threads on a shared, oversubscribed 2-core machine ran 5-20x slower than
-with one (the plugin's suite: 204 s against 33 s). The previous thread count is restored after each module, so tests
-outside this folder are unaffected.
-"""
+"""Test setup of the diffusers plugin. The repository's root conftest runs torch with one thread (U-Net convolutions
+and attention on a shared 2-core machine ran 5-20x slower with two); this keeps that when the plugin's tests run
+on their own."""
 
 from __future__ import annotations
 

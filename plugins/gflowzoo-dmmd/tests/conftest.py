@@ -3,18 +3,8 @@
 from __future__ import annotations
 
 import pytest
-import torch
 
-from gflowzoo.testing import plugins_loaded
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """The networks here are tiny: one intra-op thread is faster, and far faster on a shared, loaded CPU."""
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
+from gflowzoo.testing import method_builder, plugins_loaded
 
 
 @pytest.fixture(scope="module")
@@ -28,10 +18,4 @@ def registry():
 def build(registry):
     """``build(method, dataset, *sets, data=None)`` -> a method on the CPU, configured like
     ``gflowzoo train --preset cpu-quick --set ...``."""
-    from gflowzoo.session import build_method, resolve
-
-    def _build(method: str, dataset: str, *sets: str, data=None):
-        spec = resolve(registry, method, dataset, sets=list(sets), overrides={"device": "cpu"}, preset="cpu-quick")
-        return build_method(registry, spec, "cpu", data)
-
-    return _build
+    return method_builder(registry)
