@@ -26,7 +26,7 @@ def run(method: str, budget: float, seed: int, sets: list[str], min_count: int =
     """Train ``method`` for ``budget`` seconds and return its mode metrics, steps and seconds."""
     from gflowzoo.plugins import get_registry
     from gflowzoo.session import build_method, resolve
-    from gflowzoo_mmdgan.toy_metrics import mode_metrics
+    from gflowzoo.metrics.toy import mode_statistics
 
     reg = get_registry()
     spec = resolve(reg, method, DATASET, sets=sets, preset="cpu-quick", overrides={"device": "cpu", "seed": seed})
@@ -40,7 +40,8 @@ def run(method: str, budget: float, seed: int, sets: list[str], min_count: int =
     ds = m.data.train
     info = ds.info()
     x = ds.to_unit(m.sample(N_SAMPLES, torch.Generator().manual_seed(seed + 1)))
-    out = mode_metrics(x, info["centres"], info["mode_std"], n_std=3.0, min_count=min_count)
+    stats = mode_statistics(x, torch.tensor(info["centres"]), info["mode_std"], per_2500=min_count * 2500 / len(x))
+    out = {"modes": stats["covered"], "n_modes": len(info["centres"]), "high_quality": stats["hq_fraction"]}
     return {**out, "steps": float(step), "seconds": elapsed}
 
 

@@ -24,14 +24,12 @@ TOY = [*LINEAR, *TOY_BASE]
 KALE_TOY = [*KALE_TOY_RESET, *TOY_BASE]
 
 
-def _toy_metrics(x_raw: np.ndarray, centres: np.ndarray, std: float, per_2500: float = 20.0) -> tuple[int, float]:
-    """Modes covered (>= per_2500 high-quality samples per 2,500, scaled) and the fraction within 3 std."""
-    d = np.sqrt(((x_raw[:, None, :] - centres[None]) ** 2).sum(-1))
-    nearest, dist = d.argmin(1), d.min(1)
-    hq = dist <= 3 * std
-    counts = np.bincount(nearest[hq], minlength=len(centres))
-    return int((counts >= per_2500 * len(x_raw) / 2500).sum()), float(hq.mean())
+def _toy_metrics(x_raw: np.ndarray, centres: np.ndarray, std: float) -> tuple[int, float]:
+    """Modes covered (>= 20 high-quality samples per 2,500) and the fraction within 3 std (gflowzoo's toy metric)."""
+    from gflowzoo.metrics.toy import mode_statistics
 
+    s = mode_statistics(torch.from_numpy(x_raw), torch.from_numpy(centres), std)
+    return s["covered"], s["hq_fraction"]
 
 def test_oracle_exact_flow_recovers_25_modes(build):
     """The hand-set noise-adaptive kernel (rff-oracle) with the exact interacting flow and eta = 10 h_t^2 covers

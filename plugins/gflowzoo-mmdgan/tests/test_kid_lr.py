@@ -9,7 +9,6 @@ from scipy import stats
 
 from gflowzoo.data import Points
 from gflowzoo_mmdgan.kid_lr import KIDLearningRate, block_kids, kid_unbiased, paired_p_value
-from gflowzoo_mmdgan.toy_metrics import mode_metrics
 
 
 def np_kid(x: np.ndarray, y: np.ndarray) -> float:
@@ -73,16 +72,3 @@ def test_state_round_trip():
     other = KIDLearningRate((2,), "points")
     other.load_state_dict(kid.state_dict())
     assert other.state_dict() == kid.state_dict() and other.memory
-
-
-def test_mode_metrics_against_brute_force():
-    rng = np.random.default_rng(0)
-    centres = np.array([[0.0, 0.0], [2.0, 0.0], [0.0, 2.0]])
-    pts = np.concatenate([centres[0] + 0.05 * rng.standard_normal((30, 2)), (centres[1] + [0.4, 0.0])[None],
-                          rng.uniform(-1, 3, (20, 2))])
-    out = mode_metrics(torch.from_numpy(pts), centres.tolist(), 0.05)
-    d = np.sqrt(((pts[:, None] - centres[None]) ** 2).sum(-1))
-    good = d.min(1) <= 0.15
-    covered = {int(i) for i in d.argmin(1)[good]}
-    assert out["modes"] == len(covered) and out["n_modes"] == 3
-    assert out["high_quality"] == pytest.approx(good.mean())
