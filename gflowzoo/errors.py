@@ -35,6 +35,10 @@ class PluginError(GflowzooError):
     """A plugin failed to load or registered something invalid (for example a name clash)."""
 
 
+class NameClash(PluginError):
+    """Two plugins registered the same kind and name; the message names both."""
+
+
 class TrainingDiverged(GflowzooError):
     """A loss became NaN or infinite; the last good checkpoint is kept."""
 

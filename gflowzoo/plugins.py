@@ -110,9 +110,7 @@ class PluginState:
                 msg = f"{type(exc).__name__}: {exc}" if not hasattr(exc, "exit_code") else str(exc)
                 if info is not None:
                     info.error = f"registration failed: {msg}"
-                    # a clash is reported but the plugin's other components stay usable
-                    if "registered by two plugins" not in msg:
-                        self.registry.remove_plugin(impl.plugin_name)
+                    self.registry.remove_plugin(impl.plugin_name)
 
     def errors(self) -> list[tuple[str, str]]:
         return [(name, info.error) for name, info in self.infos.items() if info.error]

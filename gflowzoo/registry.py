@@ -18,7 +18,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from .errors import ConfigError, PluginError, unknown_name
+from .errors import ConfigError, NameClash, PluginError, unknown_name
 
 #: Every kind of component, with a plural title for listings.
 KINDS: dict[str, str] = {
@@ -177,7 +177,7 @@ class Registry:
 
     def __init__(self) -> None:
         self._entries: dict[str, dict[str, Entry]] = {k: {} for k in KINDS}
-        self.clashes: list[PluginError] = []
+        self.clashes: list[NameClash] = []
         self._clashing: dict[tuple[str, str], PluginError] = {}
 
     # -- filling -----------------------------------------------------------------------------------------------
@@ -190,7 +190,7 @@ class Registry:
             raise PluginError(f"Plugin {entry.plugin!r} registered an invalid {entry.kind} name {entry.name!r}.")
         existing = self._entries[entry.kind].get(entry.name)
         if existing is not None:
-            err = PluginError(
+            err = NameClash(
                 f"{entry.kind} {entry.name!r} is registered by two plugins: {existing.plugin!r} and "
                 f"{entry.plugin!r}. Uninstall one, or limit loading with GFLOWZOO_LOAD_PLUGINS."
             )
@@ -246,14 +246,11 @@ class Registrar:
         self.registry, self.plugin, self.version = registry, plugin, version
         #: name clashes met by this plugin: recorded (and reported by the plugin manager) without stopping the
         #: plugin's hook, so its other components stay registered
-        self.clashes: list[PluginError] = []
+        self.clashes: list[NameClash] = []
 
     def __call__(self, kind: str, name: str, target: str | Callable[..., Any], summary: str = "") -> None:
         summary = (summary or "").strip().splitlines()[0] if summary else ""
-        n_clashes = len(self.registry.clashes)
         try:
             self.registry.add(Entry(kind, name, target, summary, self.plugin, self.version))
-        except PluginError:
-            if len(self.registry.clashes) == n_clashes:  # not a clash: an invalid registration
-                raise
-            self.clashes.append(self.registry.clashes[-1])
+        except NameClash as exc:
+            self.clashes.append(exc)
