@@ -137,6 +137,27 @@ class GANBase(Method):
         """One generator pass per sample."""
         return {"nfe": 1, "latent": f"{self.config.latent}^{self.config.nz}"}
 
+    # -- state -----------------------------------------------------------------------------------------------------
+    def stateful(self) -> dict[str, Any]:
+        """The objects whose ``state_dict`` makes up a checkpoint, by key, in load order (modules before their
+        optimisers). Subclasses return their networks, optimisers and schedules."""
+        return {"generator": self.G}
+
+    def state_dict(self) -> dict[str, Any]:
+        """``{key: obj.state_dict()}`` over :meth:`stateful` (tensors and plain data only)."""
+        return {key: obj.state_dict() for key, obj in self.stateful().items()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore from :meth:`state_dict`; a missing part is a clear error."""
+        from gflowzoo.errors import CheckpointError
+
+        parts = self.stateful()
+        missing = [key for key in parts if key not in state]
+        if missing:
+            raise CheckpointError(f"The checkpoint lacks {', '.join(missing)} (was it written with another config?).")
+        for key, obj in parts.items():
+            obj.load_state_dict(state[key])
+
 
 def set_requires_grad(module: nn.Module, flag: bool) -> None:
     """Turn gradient tracking of every parameter of ``module`` on or off."""

@@ -219,23 +219,9 @@ class MMDGAN(GANBase):
         return logs
 
     # -- state -----------------------------------------------------------------------------------------------------
-    def state_dict(self) -> dict[str, Any]:
-        """Networks and both RMSprop states (tensors and plain data only)."""
-        state = {
-            "generator": self.G.state_dict(),
-            "critic": self.critic.state_dict(),
-            "opt_g": self.opt_g.state_dict(),
-            "opt_d": self.opt_d.state_dict(),
-        }
+    def stateful(self) -> dict[str, Any]:
+        """Networks (the decoder when the auto-encoder term is on) and both RMSprop states."""
+        parts: dict[str, Any] = {"generator": self.G, "critic": self.critic}
         if self.decoder is not None:
-            state["decoder"] = self.decoder.state_dict()
-        return state
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        """Restore from :meth:`state_dict`."""
-        self.G.load_state_dict(state["generator"])
-        self.critic.load_state_dict(state["critic"])
-        if self.decoder is not None:
-            self.decoder.load_state_dict(state["decoder"])
-        self.opt_g.load_state_dict(state["opt_g"])
-        self.opt_d.load_state_dict(state["opt_d"])
+            parts["decoder"] = self.decoder
+        return {**parts, "opt_g": self.opt_g, "opt_d": self.opt_d}

@@ -243,23 +243,9 @@ class MMDGANGP(GANBase):
         return logs
 
     # -- state -----------------------------------------------------------------------------------------------------
-    def state_dict(self) -> dict[str, Any]:
+    def stateful(self) -> dict[str, Any]:
         """Networks, both Adam states (with the current learning rate) and the KID schedule's memory."""
-        state: dict[str, Any] = {
-            "generator": self.G.state_dict(),
-            "critic": self.critic.state_dict(),
-            "opt_g": self.opt_g.state_dict(),
-            "opt_d": self.opt_d.state_dict(),
-        }
+        parts: dict[str, Any] = {"generator": self.G, "critic": self.critic, "opt_g": self.opt_g, "opt_d": self.opt_d}
         if self.kid is not None:
-            state["kid"] = self.kid.state_dict()
-        return state
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        """Restore from :meth:`state_dict`."""
-        self.G.load_state_dict(state["generator"])
-        self.critic.load_state_dict(state["critic"])
-        self.opt_g.load_state_dict(state["opt_g"])
-        self.opt_d.load_state_dict(state["opt_d"])
-        if self.kid is not None and "kid" in state:
-            self.kid.load_state_dict(state["kid"])
+            parts["kid"] = self.kid
+        return parts
