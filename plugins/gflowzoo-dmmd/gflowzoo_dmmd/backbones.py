@@ -39,11 +39,11 @@ class _InputSkip(nn.Module):
     default init. With an RBF base kernel the kernel then starts as (gain 0: stays) the noise-adaptive RBF on the
     data, the "oracle" of notes/dmmd-findings.md."""
 
-    def __init__(self, d_in: int, scale: float) -> None:
+    def __init__(self, d_in: int, scale: float, feature_rms: float = 0.0) -> None:
         super().__init__()
-        if scale < 0:
-            raise ConfigError(f"input_skip must be >= 0; got {scale}.")
-        self.d_in, self.scale = int(d_in), float(scale)
+        if scale < 0 or feature_rms < 0:
+            raise ConfigError(f"input_skip and skip_feature_rms must be >= 0; got {scale}, {feature_rms}.")
+        self.d_in, self.scale, self.feature_rms = int(d_in), float(scale), float(feature_rms)
 
     def extra_dims(self) -> int:
         return self.d_in if self.scale > 0 else 0
@@ -61,6 +61,9 @@ class _InputSkip(nn.Module):
     def forward(self, x: Tensor, feats: Tensor) -> Tensor:
         if self.scale <= 0:
             return feats
+        if self.feature_rms > 0:  # hold the learned part at a fixed per-sample scale (0 stays 0)
+            rms = feats.square().mean(dim=1, keepdim=True).add(1e-12).sqrt()
+            feats = feats * (self.feature_rms / rms)
         return torch.cat([self.scale * x.reshape(x.shape[0], -1).to(feats.dtype), feats], dim=1)
 
 
@@ -98,6 +101,8 @@ class MLPBackbone(FeatureBackbone):
             head starts at ``skip_head_gain`` times its default init (0: the learned part stays at zero and does not
             train; see docs/dmmd-what-we-learned.md).
         skip_head_gain: see ``input_skip``.
+        skip_feature_rms: if > 0 (with ``input_skip``), the learned features are rescaled per sample to this
+            root-mean-square, so their scale cannot grow against a fixed kernel width.
     """
 
     default_feature_dim = 64
@@ -112,6 +117,7 @@ class MLPBackbone(FeatureBackbone):
         fourier_octaves: int = 0,
         input_skip: float = 0.0,
         skip_head_gain: float = 0.0,
+        skip_feature_rms: float = 0.0,
     ) -> None:
         super().__init__(in_shape, feature_dim)
         if width < 1 or depth < 1 or time_dim < 1 or fourier_octaves < 0:
@@ -128,7 +134,7 @@ class MLPBackbone(FeatureBackbone):
         self.time_proj = nn.ModuleList([nn.Linear(time_dim, width) for _ in range(depth)])
         self.hidden = nn.ModuleList([nn.Linear(width, width) for _ in range(depth)])
         self.out = nn.Linear(width, self.feature_dim)
-        self.skip = _InputSkip(d_in, input_skip)
+        self.skip = _InputSkip(d_in, input_skip, skip_feature_rms)
         self.skip.zero_head(self.out, skip_head_gain)
         self.feature_dim += self.skip.extra_dims()
 
@@ -202,6 +208,8 @@ class ConvBackbone(FeatureBackbone):
         input_skip: if > 0, the output is ``[input_skip * x.flatten(1), learned]`` (``D + C*H*W`` features) and the
             learned head starts at ``skip_head_gain`` times its default init (see the mlp backbone).
         skip_head_gain: see ``input_skip``.
+        skip_feature_rms: if > 0 (with ``input_skip``), the learned features are rescaled per sample to this
+            root-mean-square, so their scale cannot grow against a fixed kernel width.
     """
 
     default_feature_dim = 128
@@ -220,6 +228,7 @@ class ConvBackbone(FeatureBackbone):
         channels_last: bool = False,
         input_skip: float = 0.0,
         skip_head_gain: float = 0.0,
+        skip_feature_rms: float = 0.0,
     ) -> None:
         super().__init__(in_shape, feature_dim)
         if len(self.in_shape) != 3:
@@ -250,7 +259,7 @@ class ConvBackbone(FeatureBackbone):
             chans.append(c_out)
         self.out_norms = nn.ModuleList([nn.GroupNorm(_groups(ch, groups), ch) for ch in chans])
         self.head = nn.Linear(sum(chans), self.feature_dim)
-        self.skip = _InputSkip(c * h * w, input_skip)
+        self.skip = _InputSkip(c * h * w, input_skip, skip_feature_rms)
         self.skip.zero_head(self.head, skip_head_gain)
         self.feature_dim += self.skip.extra_dims()
         if self.channels_last:

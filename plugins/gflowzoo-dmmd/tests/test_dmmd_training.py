@@ -243,3 +243,16 @@ def test_recipe_input_skip_and_fixed_noise_adaptive_width(build):
     for step in range(3):
         m.train_step(step, torch.Generator().manual_seed(step))
     assert any(not torch.equal(a, b) for a, b in zip(start, m.backbone.parameters())), "features must train"
+
+
+def test_skip_feature_rms_holds_the_learned_part_at_a_fixed_scale(registry):
+    """``skip_feature_rms`` rescales the learned features per sample to that root-mean-square (zero stays zero)."""
+    for gain, expected in ((0.1, 0.05), (0.0, 0.0)):
+        bb = registry.create("backbone", {"name": "mlp", "width": 16, "depth": 1, "input_skip": 1.0,
+                                          "skip_head_gain": gain, "skip_feature_rms": 0.05},
+                             in_shape=(2,), feature_dim=8)
+        x = torch.randn(6, 2)
+        f = bb(x, torch.full((6,), 0.5))
+        torch.testing.assert_close(f[:, :2], x)
+        rms = f[:, 2:].square().mean(1).sqrt()
+        torch.testing.assert_close(rms, torch.full((6,), expected), rtol=1e-4, atol=1e-6)
