@@ -26,6 +26,11 @@ def data_root(explicit: str | os.PathLike | None = None) -> Path:
     return Path(cache) / "gflowzoo" / "data"
 
 
+def images_to_unit(x: Tensor) -> Tensor:
+    """Images in model units ``[-1, 1]`` to display units ``[0, 1]`` (clamped)."""
+    return ((x + 1) / 2).clamp(0, 1)
+
+
 class Dataset(abc.ABC):
     """A finite, indexable data set in model units."""
 
@@ -93,7 +98,7 @@ class ArrayImages(Dataset):
         return torch.from_numpy(out).float().div_(127.5).sub_(1.0)
 
     def to_unit(self, x: Tensor) -> Tensor:
-        return ((x + 1) / 2).clamp(0, 1)
+        return images_to_unit(x)
 
 
 class Points(Dataset):
@@ -186,5 +191,5 @@ class DataHandle:
     def to_unit(self, x: Tensor) -> Tensor:
         """Model units to display units without needing the data when the scale is the image convention."""
         if self.kind == "image":
-            return ((x + 1) / 2).clamp(0, 1)
+            return images_to_unit(x)
         return self.train.to_unit(x)
