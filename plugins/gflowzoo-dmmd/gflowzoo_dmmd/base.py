@@ -19,7 +19,7 @@ from gflowzoo.errors import ConfigError, DataError, UserError
 from gflowzoo.interfaces import Method
 
 from .backbones import backbone_default_dim
-from .critic import sample_levels
+from .critic import flow_alignment, sample_levels
 from .flow import Level, ParticleFlow, plan_levels, resolve_step_rule
 
 __all__ = ["NoiseConditionalMethod"]
@@ -107,9 +107,10 @@ class NoiseConditionalMethod(Method):
     def _net(self, ema: bool) -> tuple[nn.Module, nn.ModuleDict]:
         return (self.ema_backbone, self.ema_extra) if ema else (self.backbone, self.extra)
 
-    def _batch(self, generator: torch.Generator) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
+    def _batch(self, generator: torch.Generator) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]:
         """Draw one step's data: ``t`` ``[G]``, clean ``x`` ``[G, n, *S]``, noisy ``y`` ``[G, m, *S]`` (from other
-        clean images), interpolates ``xh`` ``[G*k, *S]`` and ``t`` per interpolate; all on the device."""
+        clean images), interpolates ``xh`` ``[G*k, *S]``, ``t`` per interpolate, and the clean images ``x_src``
+        ``[G, m, *S]`` the noisy ones were made from; all on the device."""
         c = self.config
         g, n, m = c.groups, c.n_clean, c.n_noisy
         k = min(c.gp_samples or n, n, m)  # interpolates per group
@@ -129,7 +130,7 @@ class NoiseConditionalMethod(Method):
         view = (g, k) + (1,) * len(self.shape)
         uu = u.to(dev).view(view)
         xh = (uu * x[:, :k] + (1 - uu) * y[:, :k]).reshape(g * k, *self.shape)
-        return t_dev, x, y, xh, t_dev.repeat_interleave(k)
+        return t_dev, x, y, xh, t_dev.repeat_interleave(k), x_src.view(g, m, *self.shape)
 
     def _weights(self, t: Tensor) -> Tensor:
         c = self.config
@@ -142,10 +143,13 @@ class NoiseConditionalMethod(Method):
     def losses(self, generator: torch.Generator, step: int = 0) -> tuple[Tensor, dict[str, Tensor], Tensor]:
         """One batch through the training network: ``(loss, terms per group, t)``."""
         c = self.config
-        t, x, y, xh, th = self._batch(generator)
+        t, x, y, xh, th, x_src = self._batch(generator)
         g, n, m = x.shape[0], x.shape[1], y.shape[1]
         xh = xh.requires_grad_(True)
-        inp = torch.cat([x.reshape(g * n, *self.shape), y.reshape(g * m, *self.shape)])
+        y_in = y.reshape(g * m, *self.shape)
+        if c.lambda_flow > 0:
+            y_in = y_in.detach().requires_grad_(True)
+        inp = torch.cat([x.reshape(g * n, *self.shape), y_in])
         tt = torch.cat([t.repeat_interleave(n), t.repeat_interleave(m)])
         if c.gp_forward == "joint":  # literally one forward for everything
             feats = self.backbone(torch.cat([inp, xh]), torch.cat([tt, th]))
@@ -156,7 +160,17 @@ class NoiseConditionalMethod(Method):
         fx, fy = feats[: g * n].view(g, n, -1), feats[g * n : g * (n + m)].view(g, m, -1)
         terms = self.group_terms(fx, fy, fh, xh, t, step)
         per_group = -self._weights(t) * terms[self.objective] + c.lambda_gp * terms["gp"] + c.lambda_l2 * terms["l2"]
+        if c.lambda_flow > 0:
+            k = min(c.flow_samples or m, m)
+            values = self.point_witness(fy[:, :k], fx.detach(), fy.detach(), t)
+            terms.update(flow_alignment(values, y_in, (x_src - y)[:, :k], g, k))
+            per_group = per_group + c.lambda_flow * terms["flow"]
         return per_group.mean(), terms, t
+
+    def point_witness(self, fz: Tensor, fx: Tensor, fy: Tensor, t: Tensor) -> Tensor:
+        """The critic's witness ``[G, k]`` at evaluation features ``fz`` ``[G, k, D]`` of group ``g`` against the
+        (detached) clean and noisy feature sets ``fx`` ``[G, n, D]``, ``fy`` ``[G, m, D]`` (the flow term)."""
+        raise ConfigError(f"lambda_flow is not supported by {type(self).__name__}.")
 
     def train_step(self, step: int, generator: torch.Generator) -> dict[str, float]:
         """One optimisation step of the critic over ``groups`` noise levels. Logs ``loss``, the objective
@@ -175,8 +189,9 @@ class NoiseConditionalMethod(Method):
             self._update_ema(step)
         self.step_count = step + 1
         logs = {"loss": float(loss.detach())}
-        for key in (self.objective, "gp", "l2", "grad_norm"):
-            logs[key] = float(terms[key].detach().mean())
+        for key in (self.objective, "gp", "l2", "grad_norm", "flow"):
+            if key in terms:
+                logs[key] = float(terms[key].detach().mean())
         logs.update(self._diagnostics(t, terms, step))
         return logs
 
@@ -281,15 +296,22 @@ class NoiseConditionalMethod(Method):
         s = self.config.sampler
         return resolve_step_rule(s.step_size, s.step_schedule, s.variant, self.has_width())
 
-    def plan(self) -> list[Level]:
-        """The level plan of the configured sampler."""
+    def plan(self, stats: dict[str, Any] | None = None) -> list[Level]:
+        """The level plan of the configured sampler (``stats``: the sampler statistics, which hold the measured step
+        scales of the ``calibrated`` schedule; without them that schedule is planned with unit scales)."""
         s = self.config.sampler
         grid = self.schedule.grid(s.levels)
         eta0, sched = self.step_rule()
         width = self.widths(grid) if sched == "width2" else None
+        calibration = None
+        if sched == "calibrated" and stats is not None:
+            calibration = stats.get("flow_scale")
+            if calibration is None:
+                raise ConfigError(f"sampler.step_schedule='calibrated' is not supported by {type(self).__name__}.")
         return plan_levels(
             grid, self.schedule.sigma(grid), width, variant=s.variant, switch_t=s.switch_t,
             steps_per_level=s.steps_per_level, exact_steps_per_level=s.exact_steps_per_level, eta0=eta0, schedule=sched,
+            calibration=calibration,
         )
 
     def sampling_info(self) -> dict[str, Any]:
@@ -308,8 +330,8 @@ class NoiseConditionalMethod(Method):
         """Draw ``n`` samples (``[n, *S]``, CPU): ``ceil(n / particles)`` independent batches of ``particles``
         particles from ``N(0, I)`` moved through the level plan; the first ``n`` are returned."""
         s = self.config.sampler
-        plan = self.plan()
         stats = self._ensure_stats(self.schedule.grid(s.levels))
+        plan = self.plan(stats)
         reg = _registry()
         integrator = reg.create("integrator", s.integrator)
         witness, particle_source, fixed_source = self.make_witness(plan)

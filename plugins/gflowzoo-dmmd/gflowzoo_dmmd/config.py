@@ -26,7 +26,7 @@ class SamplerConfig:
     steps_per_level: int = 5
     exact_steps_per_level: int = 0
     step_size: float = 0.0
-    step_schedule: Literal["auto", "const", "sigma", "sigma2", "width2"] = "auto"
+    step_schedule: Literal["auto", "const", "sigma", "sigma2", "width2", "calibrated"] = "auto"
     integrator: Any = component("integrator", {"name": "euler-noisy", "beta": 0.5})
     particles: int = 512
     chunk: int = 0
@@ -68,6 +68,11 @@ class CriticTrainConfig:
     # -- penalties
     lambda_gp: float = 1.0
     lambda_l2: float = 0.1
+    # denoising alignment of the witness field (docs/dmmd-what-we-learned.md): weight of
+    #   1 - relu(<v, d>)^2 / (|v|^2 |d|^2) per group, v = grad_y f_t(y) at noisy points, d = x_source - y;
+    # flow_samples noisy points per group carry it (0: all n_noisy)
+    lambda_flow: float = 0.0
+    flow_samples: int = 0
     # -- optimiser
     lr: float = 1e-3
     beta1: float = 0.9

@@ -17,7 +17,10 @@ from gflowzoo.errors import ConfigError
 from gflowzoo.interfaces import Kernel
 from gflowzoo.kernels import LinearKernel, sq_dists
 
-__all__ = ["NoiseWidth", "WidthRBF", "group_kernel", "kale_group_losses", "mmd_group_losses", "sample_levels"]
+__all__ = [
+    "NoiseWidth", "WidthRBF", "field_fit", "flow_alignment", "group_kernel", "kale_group_losses", "mmd_group_losses",
+    "sample_levels",
+]
 
 LOG_WIDTH_RANGE = (-9.0, 9.0)
 
@@ -144,3 +147,34 @@ def kale_group_losses(hx: Tensor, hy: Tensor, hh: Tensor, xh: Tensor) -> dict[st
     l2 = torch.cat([hx, hy], dim=1).square().mean(1)
     gp, norm = _gp_and_norm(hh.reshape(-1), xh, g)
     return {"kale": kale, "gp": gp, "l2": l2, "grad_norm": norm}
+
+
+def field_fit(v: Tensor, d: Tensor) -> tuple[Tensor, Tensor]:
+    """How well a field ``v`` matches a target direction ``d`` (both ``[G, k, ...]``) up to one non-negative scale per
+    group: ``(misfit, scale)``, each ``[G]``. ``scale = relu(<v, d>) / |v|^2`` is the least-squares scale ``s >= 0``
+    of ``s v ~ d``; ``misfit = |s v - d|^2 / |d|^2 = 1 - relu(<v, d>)^2 / (|v|^2 |d|^2)`` is in ``[0, 1]`` (0: ``v``
+    points exactly along ``d`` everywhere up to one scale; 1: no positive alignment at all)."""
+    v, d = v.flatten(1), d.flatten(1)
+    vd = (v * d).sum(1)
+    vv = v.square().sum(1).clamp_min(1e-30)
+    dd = d.square().sum(1).clamp_min(1e-30)
+    pos = torch.relu(vd)
+    return 1.0 - pos.square() / (vv * dd), pos / vv
+
+
+def flow_alignment(values: Tensor, y: Tensor, direction: Tensor, groups: int, k: int) -> dict[str, Tensor]:
+    """The flow term of the critic loss: the witness field ``v_j = grad_y f_t(y_j)`` at noisy points against the
+    denoising direction ``d_j = x_j - y_j`` (``x_j`` the clean image ``y_j`` was made from).
+
+    ``values`` ``[G, k]``: the witness at the first ``k`` noisy points of every group, as a function of ``y``
+    ``[G*m, *S]`` (which requires grad; the feature sets the witness compares against must be detached so that the
+    gradient is the field at ``y_j`` alone); ``direction`` ``[G, k, *S]``. Returns ``flow`` (the misfit of
+    :func:`field_fit`, kept in the graph) and ``flow_scale`` (its least-squares step scale, detached), each ``[G]``.
+    Minimising ``flow`` makes the witness gradient point where denoising points (its minimiser over fields is the
+    posterior-mean direction ``E[x | y] - y``); the scale is what a step of ``eta = scale`` would need to land on
+    the denoised point."""
+    (v,) = torch.autograd.grad(values.sum(), y, create_graph=True)
+    m = y.shape[0] // groups
+    v = v.view(groups, m, -1)[:, :k]
+    misfit, scale = field_fit(v, direction.reshape(groups, k, -1))
+    return {"flow": misfit, "flow_scale": scale.detach()}

@@ -27,7 +27,10 @@ from .critic import NoiseWidth, group_kernel, mmd_group_losses
 from .flow import Level
 from .presets import dmmd_preset
 
-__all__ = ["ADMMD", "ADMMDE", "DMMD"]
+__all__ = ["ADMMD", "ADMMDE", "CALIBRATION_POINTS", "DMMD"]
+
+#: Noisy data points per grid level used to measure the step scale of the ``calibrated`` schedule.
+CALIBRATION_POINTS = 512
 
 
 class DMMD(NoiseConditionalMethod):
@@ -73,14 +76,20 @@ class DMMD(NoiseConditionalMethod):
         return extra["width"] if "width" in extra else None
 
     def group_terms(self, fx: Tensor, fy: Tensor, fh: Tensor, xh: Tensor, t: Tensor, step: int) -> dict[str, Tensor]:
+        if self.config.kernel == "rbf" and step == 0 and self.config.width_init <= 0 and self.config.width_prior == "none":
+            self._median_init(fx, fy)
+        return mmd_group_losses(fx, fy, fh, xh, self._group_kernels(t))
+
+    def _group_kernels(self, t: Tensor) -> list[Any]:
+        """The base kernel of every group (``t`` ``[G]``), with the live (trained) width."""
         if self.config.kernel == "rbf":
-            if step == 0 and self.config.width_init <= 0 and self.config.width_prior == "none":
-                self._median_init(fx, fy)
             h = self._width(t, ema=False)
-            kernels = [group_kernel("rbf", h[i]) for i in range(len(t))]
-        else:
-            kernels = [group_kernel("linear")] * len(t)
-        return mmd_group_losses(fx, fy, fh, xh, kernels)
+            return [group_kernel("rbf", h[i]) for i in range(len(t))]
+        return [group_kernel("linear")] * len(t)
+
+    def point_witness(self, fz: Tensor, fx: Tensor, fy: Tensor, t: Tensor) -> Tensor:
+        kernels = self._group_kernels(t)
+        return torch.stack([witness(fz[i], fx[i], fy[i], kernels[i]) for i in range(len(t))])
 
     @torch.no_grad()
     def _median_init(self, fx: Tensor, fy: Tensor) -> None:
@@ -131,17 +140,55 @@ class DMMD(NoiseConditionalMethod):
                 for out, inp in ((clean, x), (noisy, y)):
                     parts = zip(inp.split(c.stats_batch), tt.split(c.stats_batch))
                     out[k] = torch.cat([net(b, tb) for b, tb in parts]).cpu()
-            return {"ref_clean": clean, "ref_noisy": noisy}
-        sums_c = torch.zeros(T, self.feature_dim, dtype=torch.float64, device=dev)
-        sums_n = torch.zeros(T, self.feature_dim, dtype=torch.float64, device=dev)
-        for part in idx.split(c.stats_batch):
-            x = ds.get(part).to(dev)
-            for k, t in enumerate(grid.tolist()):
-                tt = torch.full((len(x),), t, device=dev)
-                sums_c[k] += net(x, tt).double().sum(0)
-                eps = torch.randn(x.shape, generator=g).to(dev)
-                sums_n[k] += net(self.schedule.add_noise(x, tt, noise=eps), tt).double().sum(0)
-        return {"clean": (sums_c / len(idx)).float().cpu(), "noisy": (sums_n / len(idx)).float().cpu()}
+            stats = {"ref_clean": clean, "ref_noisy": noisy}
+            skip = n_ref
+        else:
+            sums_c = torch.zeros(T, self.feature_dim, dtype=torch.float64, device=dev)
+            sums_n = torch.zeros(T, self.feature_dim, dtype=torch.float64, device=dev)
+            for part in idx.split(c.stats_batch):
+                x = ds.get(part).to(dev)
+                for k, t in enumerate(grid.tolist()):
+                    tt = torch.full((len(x),), t, device=dev)
+                    sums_c[k] += net(x, tt).double().sum(0)
+                    eps = torch.randn(x.shape, generator=g).to(dev)
+                    sums_n[k] += net(self.schedule.add_noise(x, tt, noise=eps), tt).double().sum(0)
+            stats = {"clean": (sums_c / len(idx)).float().cpu(), "noisy": (sums_n / len(idx)).float().cpu()}
+            skip = 0
+        cal = idx[skip : skip + CALIBRATION_POINTS] if len(idx) >= skip + 2 else idx[:CALIBRATION_POINTS]
+        stats["flow_scale"], stats["flow_misfit"] = self._calibrate(ds.get(cal).to(dev), grid, stats, net, g)
+        return stats
+
+    def _calibrate(self, x: Tensor, grid: Tensor, stats: dict[str, Any], net: nn.Module,
+                   g: torch.Generator) -> tuple[Tensor, Tensor]:
+        """The step scale ``s_k`` and the misfit of the witness field at every grid level (``[T]`` each, see
+        :func:`gflowzoo_dmmd.critic.field_fit`): the witness of the stored clean against the stored noisy
+        statistics, differentiated at noisy versions ``y`` of the clean points ``x`` ``[n, *S]`` and compared
+        with the denoising direction ``x - y``. ``s_k`` is what the ``calibrated`` step schedule multiplies."""
+        c = self.config
+        linear = c.kernel == "linear"
+        scale, misfit = torch.zeros(len(grid)), torch.zeros(len(grid))
+        for k, t in enumerate(grid.tolist()):
+            kern = self._kernel_at(t, c.sampler.use_ema)
+            if linear:
+                sets = (stats["clean"][k : k + 1], stats["noisy"][k : k + 1])
+            else:
+                sets = (stats["ref_clean"][k], stats["ref_noisy"][k])
+            sets = tuple(s.to(x.device) for s in sets)
+            vd = vv = dd = 0.0
+            for xb in x.split(c.stats_batch):
+                tt = torch.full((len(xb),), t, device=x.device)
+                eps = torch.randn(xb.shape, generator=g).to(x.device)
+                y = self.schedule.add_noise(xb, tt, noise=eps)
+                with torch.enable_grad():
+                    yy = y.detach().requires_grad_(True)
+                    (v,) = torch.autograd.grad(witness(net(yy, tt), *sets, kern).sum(), yy)
+                d = (xb - y).flatten(1).double()
+                v = v.flatten(1).double()
+                vd, vv, dd = vd + float((v * d).sum()), vv + float(v.square().sum()), dd + float(d.square().sum())
+            pos = max(vd, 0.0)
+            scale[k] = pos / max(vv, 1e-30)
+            misfit[k] = 1.0 - pos * pos / max(vv * dd, 1e-30)
+        return scale, misfit
 
     # -- sampling -----------------------------------------------------------------------------------------------
     def make_witness(self, plan: list[Level]) -> tuple[Any, Any, Any]:

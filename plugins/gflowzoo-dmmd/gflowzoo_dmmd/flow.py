@@ -25,11 +25,11 @@ from torch import Tensor
 
 from gflowzoo.errors import ConfigError
 
-__all__ = ["Level", "ParticleFlow", "plan_levels", "resolve_step_rule"]
+__all__ = ["Level", "ParticleFlow", "calibrated_fractions", "plan_levels", "resolve_step_rule"]
 
 #: Automatic step sizes per schedule (``step_size = 0``): width2 -> 10 (the CPU study's oracle value, eta = 10 h^2);
 #: otherwise 0.3 for the exact/hybrid flow and 1.0 for the approximate one (the study's best digits settings).
-AUTO_STEP = {"width2": 10.0, "exact": 0.3, "hybrid": 0.3, "approx": 1.0}
+AUTO_STEP = {"width2": 10.0, "calibrated": 1.0, "exact": 0.3, "hybrid": 0.3, "approx": 1.0}
 
 
 @dataclass
@@ -61,13 +61,15 @@ def resolve_step_rule(step_size: float, step_schedule: str, variant: str, has_wi
             "sampler.step_schedule='width2' needs a kernel width: use kernel='rbf' or the rff-oracle backbone, or "
             "choose 'const', 'sigma' or 'sigma2'."
         )
-    if schedule not in ("const", "sigma", "sigma2", "width2"):
-        raise ConfigError(f"Unknown sampler.step_schedule {step_schedule!r}; use auto, const, sigma, sigma2 or width2.")
+    if schedule not in ("const", "sigma", "sigma2", "width2", "calibrated"):
+        raise ConfigError(
+            f"Unknown sampler.step_schedule {step_schedule!r}; use auto, const, sigma, sigma2, width2 or calibrated."
+        )
     eta0 = float(step_size)
     if eta0 < 0:
         raise ConfigError(f"sampler.step_size must be >= 0 (0: automatic); got {step_size}.")
     if eta0 == 0.0:
-        eta0 = AUTO_STEP["width2"] if schedule == "width2" else AUTO_STEP[variant]
+        eta0 = AUTO_STEP[schedule] if schedule in ("width2", "calibrated") else AUTO_STEP[variant]
     return eta0, schedule
 
 
@@ -82,14 +84,18 @@ def plan_levels(
     exact_steps_per_level: int,
     eta0: float,
     schedule: str,
+    calibration: Tensor | None = None,
 ) -> list[Level]:
     """The per-level plan of a sampler: ``grid`` ``[T]`` (decreasing), ``sigma`` ``[T]`` (sigma_t on the grid),
-    ``width`` ``[T]`` or None (the kernel width h_t, for ``width2``)."""
+    ``width`` ``[T]`` or None (the kernel width h_t, for ``width2``), ``calibration`` ``[T]`` or None (the measured
+    step scale ``s_k`` of :func:`calibrated_fractions`, for ``calibrated``; None plans unit scales, enough to count
+    steps)."""
     if variant not in ("exact", "approx", "hybrid"):
         raise ConfigError(f"Unknown sampler.variant {variant!r}; use exact, approx or hybrid.")
     if steps_per_level < 1 or exact_steps_per_level < 0:
         raise ConfigError("sampler.steps_per_level must be >= 1 and sampler.exact_steps_per_level >= 0.")
     levels = []
+    fractions = calibrated_fractions(sigma, steps_per_level) if schedule == "calibrated" else None
     for k in range(len(grid)):
         t, s = float(grid[k]), float(sigma[k])
         if variant == "exact":
@@ -102,11 +108,28 @@ def plan_levels(
         if variant == "hybrid" and interacting and exact_steps_per_level:
             steps = exact_steps_per_level
         factor = {"const": 1.0, "sigma": s, "sigma2": s * s}.get(schedule)
-        if factor is None:  # width2
+        if fractions is not None:
+            factor = float(fractions[k]) * (1.0 if calibration is None else float(calibration[k]))
+        elif factor is None:  # width2
             h = float(width[k])  # type: ignore[index]
             factor = h * h
         levels.append(Level(k, t, steps, eta0 * factor, s, interacting))
     return levels
+
+
+def calibrated_fractions(sigma: Tensor, steps: int) -> Tensor:
+    """Per-step fractions ``gamma_k`` ``[T]`` of the ``calibrated`` schedule: a step ``eta_k = gamma_k s_k`` moves a
+    particle ``gamma_k`` of the way to its denoised position when the witness field, scaled by the measured ``s_k``,
+    is the denoising direction. ``gamma_k = 1 - (sigma_{k+1} / sigma_k)^(1 / steps)``, so ``steps`` steps at level
+    ``k`` shrink the remaining noise from ``sigma_k`` to ``sigma_{k+1}``, as a deterministic DDIM step does; after
+    the last level the ratio of the last two levels is reused."""
+    sig = sigma.double().clamp_min(1e-12)
+    if len(sig) == 1:
+        nxt = sig * 0.5
+    else:
+        nxt = torch.cat([sig[1:], sig[-1:] * (sig[-1] / sig[-2])])
+    ratio = (nxt / sig).clamp(0.0, 1.0)
+    return (1.0 - ratio ** (1.0 / max(int(steps), 1))).float()
 
 
 #: ``witness(z_eval, level, source) -> [n]``: the per-particle witness at level ``level``; ``source`` is a tensor of
