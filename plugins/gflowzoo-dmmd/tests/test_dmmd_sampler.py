@@ -15,7 +15,7 @@ from gflowzoo.errors import ConfigError, DataError
 #: the toy preset holds the RBF recipe (docs/dmmd-what-we-learned.md); these mechanics tests use the plain
 #: linear-kernel configuration of the dataclass defaults instead
 LINEAR = ['kernel="linear"', 'width_prior="none"', "learn_width=true", "width_init=0.0", "backbone.input_skip=0.0",
-          'sampler.step_schedule="auto"', "sampler.step_size=0.0", "sampler.n_ref=512"]
+          'sampler.step_schedule="auto"', "sampler.step_size=0.0", "sampler.n_ref=512", "lambda_flow=0.0"]
 #: the same for dkale, which has no base kernel or width options
 KALE_TOY_RESET = ["backbone.input_skip=0.0", 'sampler.step_schedule="auto"', "sampler.step_size=0.0"]
 TOY_BASE = ["backbone.width=16", "backbone.depth=1", "feature_dim=8", "stats_samples=256", "sampler.levels=4",

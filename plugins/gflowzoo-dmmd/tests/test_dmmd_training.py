@@ -15,7 +15,7 @@ from gflowzoo_dmmd.critic import NoiseWidth, group_kernel, kale_group_losses, mm
 #: the toy preset holds the RBF recipe (docs/dmmd-what-we-learned.md); these mechanics tests use the plain
 #: linear-kernel configuration of the dataclass defaults instead
 LINEAR = ['kernel="linear"', 'width_prior="none"', "learn_width=true", "width_init=0.0", "backbone.input_skip=0.0",
-          'sampler.step_schedule="auto"', "sampler.step_size=0.0", "sampler.n_ref=512"]
+          'sampler.step_schedule="auto"', "sampler.step_size=0.0", "sampler.n_ref=512", "lambda_flow=0.0"]
 
 TOY = [*LINEAR, "backbone.width=16", "backbone.depth=1", "feature_dim=8", "stats_samples=256", "sampler.levels=4",
        "sampler.steps_per_level=2", "groups=3", "n_clean=6", "n_noisy=5"]
@@ -222,7 +222,7 @@ def test_recipe_input_skip_and_fixed_noise_adaptive_width(build):
     import math
 
     tiny = ["backbone.width=16", "backbone.depth=1", "groups=2", "n_clean=8", "n_noisy=8", "stats_samples=64"]
-    m = build("dmmd", "toy-8gaussians", *tiny)
+    m = build("dmmd", "toy-8gaussians", *tiny, "backbone.skip_head_gain=0.0", "lambda_flow=0.0")
     assert m.config.kernel == "rbf" and m.config.width_prior == "sigma" and not m.config.learn_width
     x, t = torch.randn(5, 2), torch.full((5,), 0.3)
     f = m.backbone(x, t)
