@@ -31,6 +31,8 @@ from .errors import GflowzooError, UserError
 
 DEFAULT_BUDGET = "1m"
 DEFAULT_SEEDS = 2
+#: in-training evaluations per run by default (each one samples: DMMD on digits takes about 35 s per sampling)
+DEFAULT_EVAL_POINTS = 3
 Say = Callable[[str], None]
 
 
@@ -173,7 +175,7 @@ class Comparison:
                  steps: int | None = None, seeds: int = DEFAULT_SEEDS, runs: Sequence[str | Path] = (),
                  out: str | Path | None = None, sets: Sequence[str] = (), metrics: Sequence[str] | None = None,
                  n: int | None = None, extractor: str | None = None, extractor_weights: str | None = None,
-                 fit_extractor: bool = False, eval_points: int = 5, device: str = "auto",
+                 fit_extractor: bool = False, eval_points: int = DEFAULT_EVAL_POINTS, device: str = "auto",
                  data_root: str | None = None, preset: str | None = None, registry: Any = None,
                  console: Any = None, progress: bool = True, say: Say | None = None) -> None:
         from .plugins import get_registry
@@ -236,7 +238,8 @@ class Comparison:
     def _resolve(self, method: str, seed: int, base: dict[str, Any] | None = None) -> Any:
         from .session import resolve
 
-        run_over: dict[str, Any] = {"eval_every": 0}
+        # no trainer sample grid: the final evaluation's samples make the report's pictures (one sampling, not two)
+        run_over: dict[str, Any] = {"eval_every": 0, "grid_size": 0}
         if self.steps is not None:
             run_over.update(steps=self.steps, minutes=0.0)
         else:
