@@ -6,6 +6,7 @@ import what they need inside their bodies.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import sys
@@ -54,10 +55,38 @@ def handle_errors(fn):
         try:
             return fn(*args, **kwargs)
         except GflowzooError as exc:
-            err_console.print(f"[bold red]Error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
+            if not getattr(exc, "quiet", False):  # quiet: rank 0 of a multi-process run reports it
+                err_console.print(f"[bold red]Error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
             raise typer.Exit(exc.exit_code) from None
 
     return wrapper
+
+
+def multi_process(fn):
+    """Run a command inside :func:`gflowzoo.distributed.session` (joins the process group under torchrun; nothing
+    happens in one process), with stdout quiet on ranks other than 0."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        from . import distributed as dist
+
+        with dist.session(), _other_ranks_quiet():
+            return fn(*args, **kwargs)
+
+    return wrapper
+
+
+@contextlib.contextmanager
+def _other_ranks_quiet():
+    """Ranks other than 0 of a multi-process run print nothing on stdout for the block."""
+    from . import distributed as dist
+
+    old = console.quiet
+    console.quiet = old or not dist.is_main()
+    try:
+        yield
+    finally:
+        console.quiet = old
 
 
 def _state():
@@ -181,6 +210,7 @@ SetOpt = Annotated[
 
 @app.command("train")
 @handle_errors
+@multi_process
 def train_cmd(
     method: Annotated[str, typer.Argument(help="Method name (see `gflowzoo list method`).")],
     dataset: Annotated[Optional[str], typer.Option("--dataset", "-d", help="Data set name (default: digits).")] = None,
@@ -197,12 +227,28 @@ def train_cmd(
     no_progress: Annotated[bool, typer.Option("--no-progress", help="Do not draw a progress bar.")] = False,
     eval_every: Annotated[Optional[int], typer.Option("--eval-every", help="Evaluate (cheaply) every K steps; logged to metrics.jsonl.")] = None,
 ) -> None:
-    """Train a method and write a run directory (config.toml, checkpoints/, samples/, metrics.jsonl)."""
+    """Train a method and write a run directory (config.toml, checkpoints/, samples/, metrics.jsonl).
+
+    Several processes: torchrun --nproc-per-node N -m gflowzoo train ... (data-parallel; the batch options are per
+    process; see docs/distributed.md)."""
+    from . import distributed as dist
+
+    state = _state()
+    # rank 0 resolves the configuration and checks the run directory; its outcome (or error) goes to all ranks
+    spec, run = dist.on_main(lambda: _prepare_training(
+        state.registry, method, dataset, config, sets, steps, minutes, out, device, seed, resume, preset, data_root,
+        eval_every))
+    _run_training(state, run, spec, resume, not no_progress)
+
+
+def _prepare_training(reg: Any, method: str, dataset: Optional[str], config: Optional[Path], sets: Optional[list[str]],
+                      steps: Optional[int], minutes: Optional[float], out: Optional[Path], device: Optional[str],
+                      seed: Optional[int], resume: bool, preset: Optional[str], data_root: Optional[Path],
+                      eval_every: Optional[int]) -> tuple[Any, Any]:
+    """The resolved :class:`~gflowzoo.session.RunSpec` and the :class:`~gflowzoo.runs.RunDir` of ``train``."""
     from .runs import RunDir, default_run_dir
     from .session import resolve
 
-    state = _state()
-    reg = state.registry
     reg.get("method", method)
     overrides: dict[str, Any] = {}
     run_over: dict[str, Any] = {}
@@ -246,33 +292,57 @@ def train_cmd(
             run = RunDir(default_run_dir(method, spec.dataset))
         if run.exists() or (run.path.exists() and any(run.path.iterdir())):
             raise UserError(f"{run.path} already exists and is not empty. Use --resume to continue it, or another --out.")
-    _run_training(state, run, spec, resume, not no_progress)
+    return spec, run
+
+
+def _load_resume_payload(run: Any, spec: Any) -> dict[str, Any]:
+    from .trainer import check_resume_target
+
+    path, payload = run.latest_checkpoint(spec.method)
+    for skipped in payload.get("skipped", []):
+        err_console.print(f"[yellow]skipped a damaged checkpoint:[/] {skipped}", highlight=False)
+    check_resume_target(spec, payload)
+    console.print(f"resuming {run.path} from step {payload['step']} ({path.name})")
+    return payload
 
 
 def _run_training(state: Any, run: Any, spec: Any, resume: bool, progress: bool) -> None:
+    from . import distributed as dist
     from .session import build_method, resolve_device
-    from .trainer import check_resume_target, train
+    from .trainer import train
 
-    device = resolve_device(spec.device)
-    payload = None
-    if resume:
-        path, payload = run.latest_checkpoint(spec.method)
-        for skipped in payload.get("skipped", []):
-            err_console.print(f"[yellow]skipped a damaged checkpoint:[/] {skipped}", highlight=False)
-        check_resume_target(spec, payload)
-        console.print(f"resuming {run.path} from step {payload['step']} ({path.name})")
-    # build the method and touch the data before writing anything, so a failed start leaves no run directory
-    method = build_method(state.registry, spec, device)
-    _ = method.data.shape  # fail early, with a clear message, when the data is missing
-    on_eval = None
-    if spec.run.eval_every:  # in-training evaluation (gflowzoo/evaluate.py); a missing extractor fails here
-        from .evaluate import training_hook
+    main = dist.is_main()
+    # several processes: rank 0 reads the checkpoint and hands it to the others (no shared file system needed)
+    payload = dist.on_main(lambda: _load_resume_payload(run, spec)) if resume else None
 
-        on_eval = training_hook(spec, method, state.registry, say=lambda s: console.print(s, highlight=False))
-    run.path.mkdir(parents=True, exist_ok=True)
-    run.write_config(spec.to_data())
+    def build() -> tuple[str, Any, Any]:
+        # build the method and touch the data before writing anything, so a failed start leaves no run directory
+        device = resolve_device(spec.device)
+        if dist.world() > 1 and device.startswith("cuda"):  # one GPU per process
+            import torch
+
+            if dist.local_rank() >= torch.cuda.device_count():
+                raise UserError(f"Process {dist.local_rank()} of this machine has no GPU of its own "
+                                f"({torch.cuda.device_count()} visible): start at most that many processes per "
+                                "machine, or train on the CPU (--device cpu).")
+            device = f"cuda:{dist.local_rank()}"
+        method = build_method(state.registry, spec, device)
+        _ = method.data.shape  # fail early, with a clear message, when the data is missing
+        dist.check_support(method, spec.method)
+        on_eval = None
+        if spec.run.eval_every and main:  # in-training evaluation (rank 0); a missing extractor fails here
+            from .evaluate import training_hook
+
+            on_eval = training_hook(spec, method, state.registry, say=lambda s: console.print(s, highlight=False))
+        return device, method, on_eval
+
+    device, method, on_eval = dist.agree(build)  # any rank's failure stops every rank
+    if main:
+        run.path.mkdir(parents=True, exist_ok=True)
+        run.write_config(spec.to_data())
+    where = f"{dist.world()} processes ({device})" if dist.world() > 1 else device
     console.print(
-        f"training [bold]{spec.method}[/] on [bold]{spec.dataset}[/] ({spec.preset}) on {device}; run: {run.path}",
+        f"training [bold]{spec.method}[/] on [bold]{spec.dataset}[/] ({spec.preset}) on {where}; run: {run.path}",
         highlight=False,
     )
     result = train(run, spec, method, resume_payload=payload, console=console, progress=progress, on_eval=on_eval)
@@ -280,6 +350,8 @@ def _run_training(state: Any, run: Any, spec: Any, resume: bool, progress: bool)
         console.print(f"interrupted at step {result.step}; checkpoint saved: {result.checkpoint}")
         console.print(f"continue with: gflowzoo train {spec.method} --out {run.path} --resume")
         raise typer.Exit(130)
+    if not main:  # rank 0 reports
+        return
     info = getattr(method, "sampling_info", lambda: {})()
     console.print(f"done: {result.step} steps in {result.elapsed:.1f}s; checkpoint {result.checkpoint}")
     if info:
@@ -320,6 +392,7 @@ def load_run(run_dir: Path, sets: list[str] | None = None, device: str | None = 
 
 @app.command("sample")
 @handle_errors
+@multi_process
 def sample_cmd(
     run_dir: Annotated[Path, typer.Argument(help="A run directory written by `gflowzoo train`.")],
     n: Annotated[int, typer.Option("--n", "-n", help="Number of samples.")] = 64,
@@ -329,32 +402,44 @@ def sample_cmd(
     seed: Annotated[int, typer.Option("--seed", help="Sampling seed.")] = 0,
     device: Annotated[Optional[str], typer.Option("--device", help="auto, cpu, cuda or cuda:N.")] = None,
     checkpoint: Annotated[Optional[Path], typer.Option("--checkpoint", help="A specific checkpoint file.")] = None,
+    batch: Annotated[
+        int, typer.Option("--batch", help="Samples drawn per call of the method: memory holds one batch's "
+                                          "activations (rounded to whole particle batches).")
+    ] = 5000,
 ) -> None:
-    """Draw samples from a trained run and write a PNG grid (and raw samples on request)."""
+    """Draw samples from a trained run and write a PNG grid (the first 1,024 images, or all 2-D points) and, on
+    request, raw samples (.npy: written batch by batch; .pt: assembled in memory). Under torchrun every process
+    draws its share (docs/distributed.md) and rank 0 writes."""
     import torch
 
+    from . import distributed as dist
+    from .sampling import SampleWriter, sample_pieces
     from .viz import save_samples
 
     if n < 1:
         raise UserError("--n must be at least 1.")
+    if batch < 1:
+        raise UserError("--batch must be at least 1.")
     if raw is not None and raw.suffix not in (".pt", ".npy"):
         raise UserError("--raw must end in .pt or .npy.")
-    spec, method, _ = load_run(run_dir, sets, device, checkpoint)
-    gen = torch.Generator().manual_seed(seed)
-    x = method.sample(n, gen)
+    spec, method, _ = dist.agree(lambda: load_run(run_dir, sets, device, checkpoint))
+    if dist.world() > 1:
+        x = dist.sample_shards(method, n, seed)
+        if x is None:  # a rank other than 0: its share went to rank 0
+            return
+        pieces: Any = [x]
+    else:  # one process: batch by batch; n <= batch is exactly method.sample(n, Generator().manual_seed(seed))
+        pieces = sample_pieces(method, n, torch.Generator().manual_seed(seed), batch)
+    writer = SampleWriter(n, tuple(method.data.shape), method.data.kind, raw)
+    for x in pieces:
+        writer.add(x)
+    writer.close()
     out = out or Path(run_dir) / "samples" / f"sample-seed{seed}.png"
-    path = save_samples(x, method.data, out, title=f"{spec.method} samples")
+    path = save_samples(writer.kept(), method.data, out, title=f"{spec.method} samples")
     info = getattr(method, "sampling_info", lambda: {})()
     if info:
         console.print("sampler: " + ", ".join(f"{k}={v}" for k, v in info.items()), highlight=False)
     if raw is not None:
-        raw.parent.mkdir(parents=True, exist_ok=True)
-        if raw.suffix == ".pt":
-            torch.save(x.cpu(), raw)
-        else:
-            import numpy as np
-
-            np.save(raw, x.cpu().numpy())
         console.print(f"raw samples: {raw}")
     console.print(f"samples: {path}")
 

@@ -13,7 +13,7 @@ from typing import Annotated, Any, Optional
 import typer
 from rich.table import Table
 
-from .cli import SetOpt, app, console, err_console, handle_errors
+from .cli import SetOpt, app, console, err_console, handle_errors, multi_process
 from .errors import UserError
 
 MetricsOpt = Annotated[
@@ -68,6 +68,7 @@ def _values_table(values: dict[str, float]) -> Table:
 
 @app.command("evaluate")
 @handle_errors
+@multi_process
 def evaluate_cmd(
     run_dir: Annotated[Path, typer.Argument(help="A run directory written by `gflowzoo train`.")],
     metrics: MetricsOpt = None,
@@ -110,6 +111,8 @@ def evaluate_cmd(
         )
         if "task" in state:
             prog.update(state["task"], completed=state["total"])
+    if res is None:  # a rank other than 0 of a multi-process evaluation: rank 0 reports
+        return
     if as_json:
         typer.echo(json.dumps({**res.to_json(), "file": str(path)}, indent=2, default=str))
         return
@@ -159,7 +162,7 @@ def compare_cmd(
     extractor: ExtractorOpt = None,
     extractor_weights: WeightsOpt = None,
     fit_extractor: FitOpt = False,
-    eval_points: Annotated[int, typer.Option("--eval-points", help="In-training evaluations per run (0: none).")] = 5,
+    eval_points: Annotated[int, typer.Option("--eval-points", help="In-training evaluations per run (0: none).")] = 3,
     device: Annotated[str, typer.Option("--device", help="auto, cpu, cuda or cuda:N.")] = "auto",
     data_root: Annotated[Optional[Path], typer.Option("--data-root", help="Folder holding data sets.")] = None,
     preset: Annotated[Optional[str], typer.Option("--preset", help="auto (by device), paper or cpu-quick.")] = None,

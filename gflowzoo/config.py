@@ -28,7 +28,7 @@ import tomllib
 import typing
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from .errors import ConfigError
 from .registry import _coerce, check_options, split_spec
@@ -50,6 +50,9 @@ class LoopConfig:
 
     ``steps`` is the *total* number of training steps of the run: ``--resume`` continues up to it.
     ``minutes`` (if > 0) stops training after that much wall-clock time, whichever comes first.
+    ``amp`` (``"none"`` or ``"bf16"``: bfloat16 autocast) and ``compile`` (``torch.compile`` of the method's
+    networks, with ``compile_backend``) are speed options applied to training and sampling (:mod:`gflowzoo.accel`);
+    both may be changed when resuming or sampling.
     """
 
     steps: int = 1000
@@ -60,6 +63,9 @@ class LoopConfig:
     keep_checkpoints: int = 3
     grid_size: int = 64
     eval_every: int = 0
+    amp: Literal["none", "bf16"] = "none"
+    compile: bool = False
+    compile_backend: Literal["inductor", "aot_eager", "eager"] = "inductor"
 
 
 # ---------------------------------------------------------------------------------------------------------------

@@ -22,6 +22,7 @@ from torch import Tensor
 
 from .errors import ConfigError
 from .interfaces import Divergence, Kernel
+from .kernels import as_float32, float32_region
 
 __all__ = ["KALE", "MMD", "KaleSolution", "mmd2", "resolve_kernel", "witness"]
 
@@ -75,26 +76,81 @@ def mmd2(fx: Tensor, fy: Tensor, kernel: Kernel | str | Mapping[str, Any], estim
     ``MMD^2_u = (|S_x|^2 - Q_x)/(n(n-1)) + (|S_y|^2 - Q_y)/(m(m-1)) - 2 <S_x, S_y>/(nm)``, evaluated in the
     equivalent, cancellation-free form ``|mean_x - mean_y|^2 - V_x/(n(n-1)) - V_y/(m(m-1))`` with
     ``V = sum_i |f_i - mean|^2`` (cost ``O((n + m) D)``).
+
+    Other kernels: only sums of the Gram blocks are needed. Blocks above :data:`TILE_ENTRIES` entries are summed in
+    row tiles (bounded memory), and for ``Kxx`` and ``Kyy`` only the upper triangle is evaluated (they are
+    symmetric); the result equals the one-matrix computation up to float rounding, and gradients flow as usual.
+
+    16-bit features (from ``run.amp = "bf16"``) are converted to float32 and the estimate is computed outside
+    autocast (as in :func:`witness`).
     """
     kernel = resolve_kernel(kernel)
     n, m = _check_features(fx, fy)
     _check_estimator(estimator, n, m)
+    with float32_region(fx.device):
+        return _mmd2(*as_float32(fx, fy), kernel, estimator)
+
+
+def _mmd2(fx: Tensor, fy: Tensor, kernel: Kernel, estimator: str) -> Tensor:
+    n, m = fx.shape[0], fy.shape[0]
     if kernel.is_linear:
         return _linear_mmd2(fx, fy, estimator)
-    kxx = kernel.gram(fx, fx)
-    xx = kxx.sum() if estimator == "biased" else kxx.sum() - kxx.diagonal().sum()
-    del kxx
-    kyy = kernel.gram(fy, fy)
-    yy = kyy.sum() if estimator == "biased" else kyy.sum() - kyy.diagonal().sum()
-    del kyy
-    kxy = kernel.gram(fx, fy)
-    if estimator == "biased":
-        return xx / (n * n) + yy / (m * m) - 2.0 * kxy.sum() / (n * m)
-    if estimator == "unbiased":
-        xy = kxy.sum() / (n * m)
-    else:  # u-statistic
-        xy = (kxy.sum() - kxy.diagonal().sum()) / (n * (n - 1))
+    biased = estimator == "biased"
+    xx = _self_sum(kernel, fx, with_diag=biased)
+    yy = _self_sum(kernel, fy, with_diag=biased)
+    xy = _cross_sum(kernel, fx, fy, drop_paired=estimator == "u-statistic")
+    if biased:
+        return xx / (n * n) + yy / (m * m) - 2.0 * xy / (n * m)
+    xy = xy / (n * m) if estimator == "unbiased" else xy / (n * (n - 1))
     return xx / (n * (n - 1)) + yy / (m * (m - 1)) - 2.0 * xy
+
+
+#: Gram blocks of more entries than this are summed in tiles of whole rows of about this many entries (4 MiB in
+#: float32): on a CPU the tile and the kernel's temporaries stay in cache and are reused by the allocator (a fresh
+#: 64 MiB matrix costs about as much in page faults as a 4096 x 4096 x 128 matrix product), so memory is bounded and
+#: large blocks run near the matrix-multiply rate (``benchmarks/bench_kernels.py``).
+TILE_ENTRIES = 1 << 20
+#: The same on a GPU, where every tile costs kernel launches and memory is plentiful: 64 MiB tiles (float32).
+TILE_ENTRIES_CUDA = 1 << 24
+
+
+def _tile_rows(f: Tensor, cols: int) -> int:
+    entries = TILE_ENTRIES if f.device.type == "cpu" else TILE_ENTRIES_CUDA
+    return max(1, entries // max(cols, 1))
+
+
+def _self_sum(kernel: Kernel, f: Tensor, with_diag: bool) -> Tensor:
+    """``sum_{i != j} k(f_i, f_j)`` (plus ``sum_i k(f_i, f_i)`` with ``with_diag``) for ``f`` ``[n, D]``; a scalar.
+
+    Small blocks: one Gram matrix. Large ones: row tiles of the upper triangle only (the block is symmetric), so
+    the kernel is evaluated on about half the pairs; the diagonal then comes from :meth:`Kernel.diag`."""
+    n = f.shape[0]
+    rows = _tile_rows(f, n)
+    if rows >= n:
+        k = kernel.gram(f, f)
+        return k.sum() if with_diag else k.sum() - k.diagonal().sum()
+    parts = []
+    for i in range(0, n, rows):
+        k = kernel.gram(f[i : i + rows], f[i:])  # [b, n - i]: a square block on the diagonal, then the upper part
+        b = k.shape[0]
+        block = k[:, :b]
+        parts.append(2.0 * k[:, b:].sum() + (block.sum() - block.diagonal().sum()))
+    total = torch.stack(parts).sum()
+    return total + kernel.diag(f).sum() if with_diag else total
+
+
+def _cross_sum(kernel: Kernel, fx: Tensor, fy: Tensor, drop_paired: bool) -> Tensor:
+    """``sum_{i, j} k(fx_i, fy_j)``, without the paired terms ``i == j`` when ``drop_paired`` (``n == m``)."""
+    n, m = fx.shape[0], fy.shape[0]
+    rows = _tile_rows(fx, m)
+    if rows >= n:
+        k = kernel.gram(fx, fy)
+        return k.sum() - k.diagonal().sum() if drop_paired else k.sum()
+    parts = []
+    for i in range(0, n, rows):
+        k = kernel.gram(fx[i : i + rows], fy)
+        parts.append(k.sum() - k[:, i : i + rows].diagonal().sum() if drop_paired else k.sum())
+    return torch.stack(parts).sum()
 
 
 def _linear_mmd2(fx: Tensor, fy: Tensor, estimator: str) -> Tensor:
@@ -113,13 +169,15 @@ def _linear_mmd2(fx: Tensor, fy: Tensor, estimator: str) -> Tensor:
 def witness(fz: Tensor, fx: Tensor, fy: Tensor, kernel: Kernel | str | Mapping[str, Any]) -> Tensor:
     """The (unnormalised) MMD witness ``f(z) = mean_i k(z, x_i) - mean_j k(z, y_j)`` at ``fz`` (``[K, D]``),
     with ``fx`` the target P and ``fy`` the source Q; returns ``[K]``. Linear kernel:
-    ``<z, mean fx - mean fy>`` without a Gram matrix."""
+    ``<z, mean fx - mean fy>`` without a Gram matrix. Computed in float32 outside autocast (see :func:`mmd2`)."""
     kernel = resolve_kernel(kernel)
     _check_features(fx, fy)
     _check_features(fz, fx)
-    if kernel.is_linear:
-        return fz @ (fx.mean(0) - fy.mean(0))
-    return kernel.gram(fz, fx).mean(1) - kernel.gram(fz, fy).mean(1)
+    with float32_region(fz.device):
+        fz, fx, fy = as_float32(fz, fx, fy)
+        if kernel.is_linear:
+            return fz @ (fx.mean(0) - fy.mean(0))
+        return kernel.gram(fz, fx).mean(1) - kernel.gram(fz, fy).mean(1)
 
 
 class _KernelHolder(Divergence):

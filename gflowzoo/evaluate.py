@@ -249,16 +249,20 @@ class Evaluator:
         extra = ["features"] if self.reference.runtime is not None else []
         return ["sampling", *extra, *[name for name, _, _ in self.metrics]]
 
-    def evaluate_samples(self, samples: Any, on_stage: Callable[[str], None] | None = None) -> EvalResult:
-        """Metrics of ``samples`` ``[N, *S]`` (model units). The protocol's ``n`` is the given count."""
+    def evaluate_samples(self, samples: Any, on_stage: Callable[[str], None] | None = None,
+                         features: dict[str, Any] | None = None, n: int | None = None) -> EvalResult:
+        """Metrics of ``samples`` ``[N, *S]`` (model units). The protocol's ``n`` is the given count.
+
+        ``features`` (``{layer: [n, D]}``): the extractor's features of all ``n`` evaluated samples, computed
+        beforehand (piece by piece, see :meth:`evaluate_method`); ``samples`` may then hold only the first few."""
         from .metrics.base import EvalContext
 
         self.prepare()
         if tuple(samples.shape[1:]) != tuple(self.data.shape):
             raise UserError(f"Samples have shape {list(samples.shape[1:])}; the data set has {list(self.data.shape)}.")
         t0 = time.perf_counter()
-        ctx = EvalContext(samples, self.reference, self.seed, warn=self.say)
-        if self.reference.runtime is not None:
+        ctx = EvalContext(samples, self.reference, self.seed, warn=self.say, features=features)
+        if self.reference.runtime is not None and features is None:
             if on_stage:
                 on_stage("features")
             ctx.features()
@@ -268,25 +272,82 @@ class Evaluator:
                 on_stage(name)
             values.update({k: float(v) for k, v in metric.compute(ctx).items()})
         protocol = self.protocol()
-        protocol["n"] = int(samples.shape[0])
+        protocol["n"] = int(samples.shape[0] if n is None else n)
         return EvalResult(values, protocol, list(ctx.warnings), {"metrics_s": time.perf_counter() - t0},
                           samples=samples)
 
+    #: Samples per call of ``method.sample`` in :meth:`evaluate_method` (see :mod:`gflowzoo.sampling`).
+    sample_piece: int = 5000
+    #: Samples an image evaluation keeps in :attr:`EvalResult.samples` when it streams features.
+    keep_images: int = 256
+
+    def streams_features(self) -> bool:
+        """Whether :meth:`evaluate_method` extracts features piece by piece and keeps only the first
+        :attr:`keep_images` samples: image data whose metrics all read extractor features only."""
+        self.prepare()
+        return (self.data.kind == "image" and self.reference.runtime is not None
+                and all(m.needs_features for _, _, m in self.metrics))
+
     def evaluate_method(self, method: Any, sampler: dict[str, Any] | None = None,
-                        on_stage: Callable[[str], None] | None = None) -> EvalResult:
+                        on_stage: Callable[[str], None] | None = None, shard: bool = False) -> EvalResult:
         """Draw ``n`` samples from ``method`` (a CPU generator seeded with ``seed``) and compute the metrics.
-        ``sampler`` adds facts to the protocol's sampler section (e.g. the ``--set`` overrides)."""
+        ``sampler`` adds facts to the protocol's sampler section (e.g. the ``--set`` overrides). ``shard``: every
+        rank of a multi-process run is drawing its share (:func:`gflowzoo.distributed.sample_shards`; call this on
+        rank 0); the same as without in one process.
+
+        In one process the samples are drawn :attr:`sample_piece` per call of ``method.sample``
+        (:func:`gflowzoo.sampling.sample_pieces`; ``n`` up to one piece is exactly one call), and for image metrics
+        that read features only (:meth:`streams_features`), each piece goes through the extractor at once and is
+        dropped: memory holds features, not ``n`` images. The result is the same as extracting all at once."""
         import torch
+
+        from . import distributed as dist
+        from .sampling import piece_size, sample_pieces
 
         self.prepare()
         if on_stage:
             on_stage("sampling")
         t0 = time.perf_counter()
-        x = method.sample(self.n, torch.Generator().manual_seed(self.seed))
-        sampling_s = time.perf_counter() - t0
-        res = self.evaluate_samples(x.detach().cpu(), on_stage)
+        extra: dict[str, Any] = {}
+        if shard and dist.world() > 1:
+            x = dist.sample_shards(method, self.n, self.seed)
+            sampling_s = time.perf_counter() - t0
+            res = self.evaluate_samples(x.detach().cpu(), on_stage)
+        else:
+            per_call = piece_size(method, self.sample_piece)
+            if self.n > per_call:
+                extra["samples_per_call"] = per_call
+            pieces = sample_pieces(method, self.n, torch.Generator().manual_seed(self.seed), self.sample_piece)
+            stream = self.streams_features()
+            kept: list[Any] = []
+            feats: dict[str, list[Any]] = {}
+            sampling_s = features_s = 0.0
+            while True:
+                ts = time.perf_counter()
+                x = next(pieces, None)
+                sampling_s += time.perf_counter() - ts
+                if x is None:
+                    break
+                if not stream:
+                    kept.append(x)
+                    continue
+                kept_n = sum(len(k) for k in kept)
+                if kept_n < self.keep_images:
+                    kept.append(x[: self.keep_images - kept_n].clone())
+                tf = time.perf_counter()
+                for layer, v in self.reference.extract(x).items():
+                    feats.setdefault(layer, []).append(v)
+                features_s += time.perf_counter() - tf
+            samples = torch.cat(kept)
+            if stream:
+                if on_stage:
+                    on_stage("features")
+                res = self.evaluate_samples(samples, on_stage, {k: torch.cat(v) for k, v in feats.items()}, self.n)
+                res.timing["metrics_s"] += features_s
+            else:
+                res = self.evaluate_samples(samples, on_stage)
         info = dict(getattr(method, "sampling_info", lambda: {})() or {})
-        res.protocol["sampler"] = {**info, **(sampler or {})}
+        res.protocol["sampler"] = {**info, **(sampler or {}), **extra}
         res.timing.update(sampling_s=sampling_s, total_s=time.perf_counter() - t0,
                           samples_per_s=self.n / max(sampling_s, 1e-9))
         return res
@@ -310,16 +371,21 @@ def evaluate_run(
     write: bool = True,
 ) -> tuple[EvalResult, Path | None]:
     """Evaluate the latest checkpoint of a run directory and write ``RUN_DIR/eval-<protocol key>.json``."""
+    from . import distributed as dist
     from .cli import load_run
     from .session import resolve_device
 
-    spec, method, payload = load_run(Path(run_dir), sets, device)
+    spec, method, payload = dist.agree(lambda: load_run(Path(run_dir), sets, device))
     ev = Evaluator(method.data, metrics, n=n, seed=seed, extractor=extractor, extractor_weights=extractor_weights,
                    ref_split=ref_split, device=resolve_device(spec.device), fit_extractor=fit_extractor, say=say)
-    ev.prepare()
+    # several processes (torchrun): rank 0 prepares the metrics once, every rank samples its share
+    n_eval = dist.on_main(lambda: ev.prepare().n)
+    if not dist.is_main():
+        dist.sample_shards(method, n_eval, seed)
+        return None, None  # type: ignore[return-value]
     if evaluator_ready is not None:
         evaluator_ready(ev)
-    res = ev.evaluate_method(method, {"sets": list(sets or [])}, on_stage)
+    res = ev.evaluate_method(method, {"sets": list(sets or [])}, on_stage, shard=True)
     res.protocol["run"] = {"method": spec.method, "step": int(payload.get("step", 0)),
                            "train_seconds": float(payload.get("elapsed", 0.0)), "path": str(Path(run_dir))}
     path = res.write(run_dir) if write else None

@@ -3,20 +3,27 @@
 Every kernel takes features ``x`` ``[N, D]`` and ``y`` ``[M, D]`` and returns the Gram matrix ``[N, M]`` in the
 input's dtype and on its device, with a closed-form :meth:`~gflowzoo.interfaces.Kernel.diag`.
 
-Speed: the distance-based kernels get all pairwise squared distances from **one** matrix product of augmented
-features, ``[x, |x|^2, 1] @ [-2y, 1, |y|^2]^T = |x|^2 + |y|^2 - 2<x, y>`` (a scale such as ``-1/(2 s^2)`` is folded
-into the right factor), clamp them at ``>= 0`` and then apply the kernel's profile element-wise, in place where
-autograd allows. A one-width RBF Gram matrix thus costs one matmul plus two passes over ``[N, M]`` (clamp, exp);
-each further width or alpha adds about three. ``gram(x, x)`` with the *same* tensor object takes a fast path: the
-norms are computed once and the self-distances on the diagonal are set to exactly zero.
+Speed: the distance-based kernels get all pairwise squared distances from **one** ``addmm``,
+``|x|^2 - 2<x, y>`` (a scale such as ``-1/(2 s^2)`` folded in), plus a row add of ``|y|^2``, clamp them at ``>= 0``
+and then apply the kernel's profile element-wise, in place where autograd allows. A one-width RBF Gram matrix thus
+costs one matmul plus three passes over ``[N, M]`` (add, clamp, exp); each further width or alpha adds about three.
+Without autograd, mixtures are summed block of rows by block of rows in cache-sized scratch (no ``[N, M]``
+temporaries), and on a CPU exponents are clamped at :func:`exp_floor` where they reach it (a subnormal ``exp`` is
+13-40x slower). :func:`gflowzoo.divergences.mmd2` evaluates large Gram blocks in row tiles. ``gram(x, x)`` with
+the *same* tensor object takes a fast path: the norms are computed once and the self-distances on the diagonal are
+set to exactly zero.
 
 Numerics: ``|x|^2 + |y|^2 - 2<x, y>`` loses precision for nearby points (an absolute error of about
-``eps_dtype * |x|^2``); use float32 or float64 features, not half precision. Gradients are finite everywhere,
-including at identical points (the energy kernel uses a clamped square root).
+``eps_dtype * |x|^2``); 16-bit features (from bf16 autocast) are therefore computed in float32, outside autocast
+(:func:`as_float32`, :func:`float32_region`). Gradients are finite everywhere, including at identical points (the
+energy kernel uses a clamped square root).
 """
 
 from __future__ import annotations
 
+import contextlib
+import math
+from collections.abc import Callable, Iterator
 from typing import Literal
 
 import torch
@@ -31,6 +38,9 @@ __all__ = [
     "PolyKernel",
     "RBFKernel",
     "RQKernel",
+    "as_float32",
+    "exp_floor",
+    "float32_region",
     "sq_dists",
 ]
 
@@ -46,35 +56,66 @@ def _needs_grad(*tensors: Tensor) -> bool:
     return torch.is_grad_enabled() and any(t.requires_grad for t in tensors)
 
 
-def _augment(x: Tensor, xn: Tensor, left: bool, scale: float = 1.0) -> Tensor:
-    """``[x, |x|^2, 1, 0...]`` (left) or ``scale * [-2x, 1, |x|^2, 0...]`` (right), padded to a multiple of 8
-    columns so that ``left(x) @ right(y).T = scale * |x - y|^2``."""
-    n, d = x.shape
-    width = -(-(d + 2) // 8) * 8
-    out = x.new_zeros(n, width)
-    if left:
-        out[:, :d] = x
-        out[:, d] = xn
-        out[:, d + 1] = 1.0
-    else:
-        out[:, :d] = (-2.0 * scale) * x
-        out[:, d] = scale
-        out[:, d + 1] = scale * xn
+_HALF = (torch.float16, torch.bfloat16)
+
+
+def as_float32(*tensors: Tensor) -> list[Tensor]:
+    """The tensors, with 16-bit ones (features from a ``run.amp = "bf16"`` autocast region) converted to float32;
+    a tensor given twice stays one object (so ``gram(x, x)`` keeps its same-tensor fast path)."""
+    done: dict[int, Tensor] = {}
+    out = []
+    for t in tensors:
+        if t.dtype in _HALF:
+            t = done.setdefault(id(t), t.float())
+        out.append(t)
     return out
+
+
+@contextlib.contextmanager
+def float32_region(device: torch.device) -> Iterator[None]:
+    """Leave autocast (if on for ``device``'s type) so that kernel arithmetic runs in the inputs' precision: squared
+    distances by ``|x|^2 + |y|^2 - 2<x, y>`` in bfloat16 would have errors of about 1 % of ``|x|^2``."""
+    if torch.is_autocast_enabled(device.type):
+        with torch.autocast(device_type=device.type, enabled=False):
+            yield
+    else:
+        yield
 
 
 def sq_dists(x: Tensor, y: Tensor | None = None, scale: float = 1.0) -> Tensor:
     """Pairwise squared Euclidean distances times ``scale``, ``scale * |x_i - y_j|^2`` (``[N, M]``), clamped to
     the sign of ``scale`` (``>= 0`` for the default ``scale=1``).
 
-    One matrix product of augmented features (the scale is folded into it, which saves a pass over ``[N, M]``);
-    ``y=None`` or ``y is x`` reuses the norms and sets the diagonal to exactly zero. The result is a fresh tensor
-    the caller may modify in place.
+    One ``addmm`` (``scale |x_i|^2 - 2 scale <x_i, y_j>``, the scale folded in, which saves a pass over ``[N, M]``)
+    and one in-place row add of ``scale |y_j|^2``; ``y=None`` or ``y is x`` reuses the norms and sets the diagonal to
+    exactly zero. The result is a fresh tensor the caller may modify in place. 16-bit inputs (from bf16 autocast)
+    are computed in float32, outside autocast, and give a float32 result.
     """
+    return _clamped_sq_dists(x, y, scale, for_exp=False)
+
+
+def exp_floor(dtype: torch.dtype) -> float:
+    """The most negative exponent kernels pass to ``exp``: ``log(e * tiny)``, ``tiny`` the smallest normal number of
+    ``dtype`` (-86.3 for float32, -707.4 for float64).
+
+    Below it ``exp`` would give a subnormal number or 0, and a CPU's vectorised ``exp`` takes a slow path there (13
+    to 40 times slower, measured on AVX2): far-apart points under a narrow Gaussian hit it all the time. Clamping the
+    exponent changes a kernel value by less than ``e * tiny`` (3e-38 in float32) and its gradient there to 0."""
+    return math.log(torch.finfo(dtype).tiny) + 1.0
+
+
+def _clamped_sq_dists(x: Tensor, y: Tensor | None, scale: float, for_exp: bool) -> Tensor:
+    """:func:`sq_dists`; with ``for_exp`` (``scale < 0``) also clamped below at :func:`exp_floor`, in the same
+    pass, ready for ``exp``."""
     if scale == 0.0:
         raise ValueError("scale must be non-zero")
-    d = _raw_sq_dists(x, y, scale)
-    return d.clamp_min_(0.0) if scale > 0 else d.clamp_max_(0.0)
+    with float32_region(x.device):
+        if x.dtype in _HALF or (y is not None and y.dtype in _HALF):
+            x, y = as_float32(x, x if y is None else y)
+        d = _raw_sq_dists(x, y, scale)
+        if scale > 0:
+            return d.clamp_min_(0.0)
+        return d.clamp_(exp_floor(d.dtype), 0.0) if for_exp else d.clamp_max_(0.0)
 
 
 def _raw_sq_dists(x: Tensor, y: Tensor | None, scale: float = 1.0) -> Tensor:
@@ -84,9 +125,41 @@ def _raw_sq_dists(x: Tensor, y: Tensor | None, scale: float = 1.0) -> Tensor:
     _check_pair(x, y)
     xn = x.square().sum(1)
     yn = xn if same else y.square().sum(1)
-    d = _augment(x, xn, left=True) @ _augment(y, yn, left=False, scale=scale).T
+    if scale != 1.0:
+        xn = xn * scale
+        yn = xn if same else yn * scale
+    # measured on a CPU, with and without autograd, from 64 x 64 to 4096 x 4096 Gram matrices: as fast as or faster
+    # than one product of augmented features [x, |x|^2, 1] @ [-2y, 1, |y|^2]^T, whose assembly costs more than the
+    # extra pass for small matrices and under autograd
+    d = torch.addmm(xn[:, None], x, y.T, alpha=-2.0 * scale)
+    d.add_(yn[None, :])
     if same:
         d.diagonal().zero_()
+    return d
+
+
+#: Entries per block of rows in :func:`_rowwise_in_place` (two float32 scratch blocks of 256 KiB stay in cache).
+_BLOCK_ENTRIES = 1 << 16
+
+
+def _rowwise_in_place(d: Tensor, fn: Callable[[Tensor, Tensor, Tensor], None]) -> Tensor:
+    """Overwrite ``d`` (``[N, M]``, contiguous, not needed by autograd) with a mixture computed from it, one block
+    of rows at a time: ``fn(rows, acc, tmp)`` writes the mixture of ``rows`` into ``acc`` (``tmp`` is scratch of the
+    same shape). No ``[N, M]`` temporary is allocated: on a CPU a fresh large tensor costs page faults (the C
+    allocator hands freed large blocks back to the system), about a third of a 5-term mixture's time."""
+    n, m = d.shape
+    rows = max(1, _BLOCK_ENTRIES // max(m, 1))
+    if rows >= n:
+        acc, tmp = torch.empty_like(d), torch.empty_like(d)
+        fn(d, acc, tmp)
+        return acc
+    acc = d.new_empty(rows, m)
+    tmp = d.new_empty(rows, m)
+    for i in range(0, n, rows):
+        block = d[i : i + rows]
+        b = block.shape[0]
+        fn(block, acc[:b], tmp[:b])
+        block.copy_(acc[:b])
     return d
 
 
@@ -150,27 +223,35 @@ class RBFKernel(Kernel):
         if convention not in ("std", "variance"):
             raise ConfigError(f"rbf convention must be 'std' or 'variance'; got {convention!r}.")
         self.convention = convention
-        # exp(coef * d) for each width, d the squared distance
-        self._coefs = [-0.5 / (s * s if convention == "std" else s) for s in self.sigmas]
+        # exp(coef * d) for each width, d the squared distance (the narrowest width first)
+        self._coefs = sorted(-0.5 / (s * s if convention == "std" else s) for s in self.sigmas)
 
     def gram(self, x: Tensor, y: Tensor) -> Tensor:
         """``[N, D]``, ``[M, D]`` -> ``[N, M]``."""
         coefs = self._coefs
+        if len(coefs) == 1:  # clamped to [exp_floor, 0] in the distance pass
+            return _clamped_sq_dists(x, y, coefs[0], for_exp=True).exp_()
         e = sq_dists(x, y, scale=coefs[0])  # coefs[0] * |x - y|^2 <= 0
-        if len(coefs) == 1:
-            return e.exp_()
-        ratios = [c / coefs[0] for c in coefs[1:]]
+        ratios = [1.0] + [c / coefs[0] for c in coefs[1:]]  # decreasing, in (0, 1]
+        # an exponent is clamped at the floor only where it can reach it: on a CPU (a GPU's exp has no slow path),
+        # for the terms whose lowest exponent lies below the floor (a prefix of the narrowest widths)
+        floor = exp_floor(e.dtype) if e.device.type == "cpu" and e.numel() else None
+        lowest = float(e.detach().min()) if floor is not None else 0.0
+        floors = [floor if floor is not None and r * lowest < floor else None for r in ratios]
         if _needs_grad(x, y):
             # each exp saves its output for backward, so the sum is built out of place
-            out = e.exp() + torch.mul(e, ratios[0]).exp_()
-            for r in ratios[1:]:
-                out.add_(torch.mul(e, r).exp_())
+            out = _exp_term(e, 1.0, floors[0]) + _exp_term(e, ratios[1], floors[1])
+            for r, f in zip(ratios[2:], floors[2:]):
+                out.add_(_exp_term(e, r, f))
             return out
-        out = e.exp()
-        tmp = torch.empty_like(e)
-        for r in ratios:
-            out.add_(torch.mul(e, r, out=tmp).exp_())
-        return out
+
+        def mixture(e_rows: Tensor, acc: Tensor, tmp: Tensor) -> None:
+            (torch.exp(e_rows, out=acc) if floors[0] is None else torch.clamp_min(e_rows, floors[0], out=acc).exp_())
+            for r, f in zip(ratios[1:], floors[1:]):
+                torch.mul(e_rows, r, out=tmp)
+                acc.add_((tmp if f is None else tmp.clamp_min_(f)).exp_())
+
+        return _rowwise_in_place(e, mixture)
 
     def diag(self, x: Tensor) -> Tensor:
         """``len(sigmas)`` for every row (``[N]``)."""
@@ -217,15 +298,21 @@ class RQKernel(Kernel):
         """``[N, D]``, ``[M, D]`` -> ``[N, M]``."""
         d, dot = self._dists_and_dot(x, y)
         grad = _needs_grad(x, y)
-        # (1 + d / (2a))^(-a) = exp(-a * log1p(d / (2a)))
-        terms = (torch.mul(d, 0.5 / a).log1p_().mul_(-a).exp_() for a in self.alphas)
-        out = next(terms)
         if grad:  # exp_ saves its output, so accumulate out of place
+            terms = (_rq_term(d, a, grad) for a in self.alphas)
+            out = next(terms)
             for t in terms:
                 out = out + t
             return out if dot is None else out + self.linear_weight * dot
-        for t in terms:
-            out.add_(t)
+        alphas = self.alphas
+
+        def mixture(d_rows: Tensor, acc: Tensor, tmp: Tensor) -> None:
+            for i, a in enumerate(alphas):
+                _rq_term(d_rows, a, False, out=acc if i == 0 else tmp)
+                if i:
+                    acc.add_(tmp)
+
+        out = _rowwise_in_place(d, mixture)
         if dot is not None:
             out.add_(dot, alpha=self.linear_weight)
         return out
@@ -236,6 +323,34 @@ class RQKernel(Kernel):
 
     def __repr__(self) -> str:
         return f"RQKernel(alphas={self.alphas}, linear_weight={self.linear_weight})"
+
+
+def _exp_term(e: Tensor, r: float, floor: float | None) -> Tensor:
+    """``exp(max(r * e, floor))`` as a fresh tensor (``floor`` None: no clamp), safe under autograd."""
+    t = e if r == 1.0 else torch.mul(e, r)
+    if floor is not None:
+        t = t.clamp_min(floor) if t is e else t.clamp_min_(floor)
+    return t.exp() if t is e else t.exp_()
+
+
+#: alphas whose power ``base^(-alpha)`` torch computes with a cheap special case (rsqrt, reciprocal, 1/x^2)
+_FAST_POWERS = (0.5, 1.0, 2.0)
+
+
+def _rq_term(d: Tensor, a: float, grad: bool, out: Tensor | None = None) -> Tensor:
+    """``(1 + d / (2a))^(-a)`` for squared distances ``d >= 0`` (a fresh tensor, or written into ``out``).
+
+    ``alpha`` in :data:`_FAST_POWERS`: one ``pow``; otherwise ``exp(-a * log(1 + d / (2a)))``. ``log`` of the base
+    (not ``log1p`` of ``d / (2a)``) is about 3x cheaper on a CPU; it rounds the base to the dtype first, a relative
+    error of about ``alpha * eps / 2`` in the term, below that of ``d`` itself."""
+    base = torch.mul(d, 0.5 / a, out=out) if out is not None else torch.mul(d, 0.5 / a)
+    base.add_(1.0)
+    if a in _FAST_POWERS:
+        return base.pow(-a) if grad else base.pow_(-a)
+    t = torch.log(base).mul_(-a) if grad else base.log_().mul_(-a)
+    if t.device.type == "cpu":  # see exp_floor (a GPU's exp has no slow path)
+        t.clamp_min_(exp_floor(t.dtype))
+    return t.exp_()
 
 
 class EnergyKernel(Kernel):

@@ -179,7 +179,8 @@ def _build_spec(registry: Any, cfg_cls: type, data: dict[str, Any]) -> RunSpec:
 
 def build_method(registry: Any, spec: RunSpec, device: str, data: Any = None) -> Any:
     """Instantiate the method of ``spec`` on ``device`` with a :class:`DataHandle` (made from the spec if not
-    given). The global torch seed is set from the spec so initial weights are reproducible."""
+    given), with the speed options ``spec.run.amp`` and ``spec.run.compile`` applied (:func:`gflowzoo.accel.apply`).
+    The global torch seed is set from the spec so initial weights are reproducible."""
     import torch
 
     from .data import DataHandle
@@ -188,4 +189,8 @@ def build_method(registry: Any, spec: RunSpec, device: str, data: Any = None) ->
     if data is None:
         data = DataHandle(spec.dataset, spec.data_root, registry=registry)
     method_cls = registry.load("method", spec.method)
-    return method_cls(spec.model, data, torch.device(device))
+    method = method_cls(spec.model, data, torch.device(device))
+    from .accel import apply
+
+    # run.amp / run.compile (gflowzoo/accel.py): applied here, so training, sampling and evaluation all see them
+    return apply(method, spec.run.amp, spec.run.compile, spec.run.compile_backend, device)

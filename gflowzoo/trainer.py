@@ -4,6 +4,11 @@ Ctrl-C and NaN handling.
 Determinism: all randomness of a step comes from one CPU ``torch.Generator`` (seeded from the run's seed) plus the
 global torch RNG; both states are saved in every checkpoint. Training N steps, then resuming to 2N, gives the same
 parameters as 2N steps straight.
+
+Several processes (``torchrun``, :mod:`gflowzoo.distributed`): every rank runs this loop with the same generator
+(the method draws the global batch and keeps its share), only rank 0 writes logs, checkpoints and sample grids and
+draws the progress bar, and the decisions to stop (a NaN on any rank, Ctrl-C on any rank, rank 0's time budget) are
+agreed on with one small all-reduce per step, so all ranks leave the loop at the same step.
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ from typing import Any
 
 import torch
 
+from . import distributed as dist
 from .errors import TrainingDiverged, UserError
 from .runs import RunDir
 from .session import RunSpec
@@ -96,6 +102,8 @@ def train(
 ) -> TrainResult:
     """Train ``method`` inside ``run`` until ``spec.run.steps`` (total) or ``spec.run.minutes`` is reached."""
     loop = spec.run
+    main = dist.is_main()
+    dist.check_support(method, spec.method)
     gen = torch.Generator().manual_seed(spec.seed)
     step, elapsed_before = 0, 0.0
     if resume_payload is not None:
@@ -103,7 +111,10 @@ def train(
         _set_rng_state(gen, resume_payload["rng"])
         step = int(resume_payload["step"])
         elapsed_before = float(resume_payload.get("elapsed", 0.0))
-        run.truncate_metrics(step)
+        if main:
+            run.truncate_metrics(step)
+    else:
+        dist.broadcast_state(method)  # several processes: start from rank 0's weights
     trainable = getattr(method, "trainable", True)
     total = loop.steps if trainable else step
     budget = loop.minutes * 60.0 if loop.minutes > 0 else math.inf
@@ -117,10 +128,14 @@ def train(
     def elapsed() -> float:
         return elapsed_before + time.perf_counter() - t0
 
-    def save() -> str:
+    def save() -> str | None:
+        if not main:
+            return None
         return str(run.save_checkpoint(checkpoint_payload(spec, method, gen, elapsed()), step, loop.keep_checkpoints))
 
-    def grid(name: str) -> str:
+    def grid(name: str) -> str | None:
+        if not main or loop.grid_size <= 0:  # grid_size 0: no sample grids (compare draws its own pictures)
+            return None
         from .viz import save_samples
 
         # sample grids use their own generator so that writing them does not change the training stream
@@ -129,34 +144,36 @@ def train(
         return str(save_samples(x, method.data, run.samples_dir / f"{name}.png", title=f"{spec.method} step {step}"))
 
     interrupted = False
-    progress_ctx = _make_progress(console, progress)
+    progress_ctx = _make_progress(console, progress and main)
     with _Interrupt() as intr, progress_ctx as prog:
         task = prog.add_task(f"train {spec.method}", total=max(total, 1), completed=min(step, total)) if prog else None
         window: list[float] = []
         while step < total:
-            if elapsed() - elapsed_before - eval_spent >= budget:  # in-training evaluations do not count
-                stopped_by = "minutes"
-                break
             ts = time.perf_counter()
             logs = method.train_step(step, gen)
             step += 1
             window.append(time.perf_counter() - ts)
             bad = {k: v for k, v in logs.items() if isinstance(v, float) and not math.isfinite(v)}
-            if bad:
-                run.log({"step": step, "time": round(elapsed(), 3), **logs, "diverged": True})
+            over = elapsed() - elapsed_before - eval_spent >= budget  # in-training evaluations do not count
+            # one process: the local flags; several: any rank's NaN or Ctrl-C, rank 0's clock (one all-reduce)
+            any_bad, stop, over = dist.any_flags(bool(bad), intr.requested, over, main_only=(2,))
+            if any_bad:
+                if main:
+                    run.log({"step": step, "time": round(elapsed(), 3), **logs, "diverged": True})
                 where = f" The last good checkpoint is {last_ckpt}." if last_ckpt else " No checkpoint was written."
-                raise TrainingDiverged(
-                    f"Training diverged at step {step}: {', '.join(f'{k}={v}' for k, v in bad.items())}.{where} "
+                what = ", ".join(f"{k}={v}" for k, v in bad.items()) or "a non-finite value on another rank"
+                raise dist.quiet(TrainingDiverged(
+                    f"Training diverged at step {step}: {what}.{where} "
                     "Try a smaller learning rate or a stronger gradient penalty."
-                )
-            if loop.log_every and (step % loop.log_every == 0 or step == total):
+                ))
+            if main and loop.log_every and (step % loop.log_every == 0 or step == total):
                 rate = len(window) / max(sum(window), 1e-9)
                 run.log({"step": step, "time": round(elapsed(), 3), "it_per_s": round(rate, 3), **logs})
                 window.clear()
             if prog is not None:
                 desc = " ".join(f"{k}={v:.4g}" for k, v in list(logs.items())[:3] if isinstance(v, (int, float)))
                 prog.update(task, completed=step, description=f"{spec.method} {desc}")
-            if on_eval is not None and loop.eval_every and step % loop.eval_every == 0:
+            if main and on_eval is not None and loop.eval_every and step % loop.eval_every == 0:
                 t_eval = elapsed()
                 evals = on_eval(step, t_eval)
                 eval_spent += elapsed() - t_eval
@@ -166,10 +183,13 @@ def train(
                 last_ckpt = save()
             if loop.sample_every and step % loop.sample_every == 0 and step < total:
                 grid(f"step-{step:08d}")
-            if intr.requested:
+            if stop:
                 interrupted = True
                 break
-    if not interrupted:
+            if over and step < total:
+                stopped_by = "minutes"
+                break
+    if not interrupted and main:  # sampler statistics go into rank 0's final checkpoint
         method.finalize(torch.Generator().manual_seed(spec.seed + 104729))
     last_ckpt = save()
     grid_path = None if interrupted else grid("final")

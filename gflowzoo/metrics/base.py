@@ -55,19 +55,24 @@ class EvalContext:
         reference: a :class:`gflowzoo.metrics.reference.Reference` (the real data compared against).
         seed: the evaluation seed; metrics draw their own randomness (KID subsets, projections) from it.
         warn: called with a message when a metric changes a setting (e.g. a KID subset size lowered).
+        features: the features of all generated samples when computed beforehand (piece by piece, so that ``n``
+            images need not be held); ``samples`` may then be only the first few (image metrics read features).
     """
 
-    def __init__(self, samples: Tensor, reference: Any, seed: int = 0, warn: Callable[[str], None] | None = None):
+    def __init__(self, samples: Tensor, reference: Any, seed: int = 0, warn: Callable[[str], None] | None = None,
+                 features: dict[str, Tensor] | None = None):
         self.samples = samples.detach().cpu()
         self.reference = reference
         self.seed = int(seed)
         self.warnings: list[str] = []
         self._warn = warn
-        self._features: dict[str, Tensor] | None = None
+        self._features: dict[str, Tensor] | None = features
 
     @property
     def n(self) -> int:
-        """Number of generated samples."""
+        """Number of generated samples (those the features were computed from, when given)."""
+        if self._features:
+            return int(next(iter(self._features.values())).shape[0])
         return int(self.samples.shape[0])
 
     def warn(self, message: str) -> None:

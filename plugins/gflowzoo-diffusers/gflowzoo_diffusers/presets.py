@@ -69,7 +69,7 @@ _CPU_QUICK: dict[str, dict[str, Any]] = {
     "mnist": {
         "net": {"kind": "unet", "size": "tiny"},
         "lr": 5e-4, "batch_size": 32, "warmup": 100, "ema_decay": 0.995,
-        "sampler": {"kind": "ddim", "steps": 100},
+        "sampler": {"kind": "ddim", "steps": 250},
         "run": {"steps": 1000, "checkpoint_every": 250, "log_every": 25},
     },
     "cifar10": {

@@ -15,12 +15,14 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from gflowzoo import distributed as dist
 from gflowzoo.errors import ConfigError, DataError, UserError
 from gflowzoo.interfaces import Method
 
 from .backbones import backbone_default_dim
 from .critic import flow_alignment, sample_levels
 from .flow import Level, ParticleFlow, plan_levels, resolve_step_rule
+from .sharded import flow_alignment_sharded, gather_groups, global_logs, linear_mmd_terms, take_share
 
 __all__ = ["NoiseConditionalMethod"]
 
@@ -39,6 +41,9 @@ class NoiseConditionalMethod(Method):
     objective: str = "mmd2"
     #: whether sampling needs statistics of the data (DMMD: mean/reference features; DKALE: none).
     needs_stats: bool = True
+    #: multi-process training (torchrun): the batch counts of the config are per rank, every MMD/KALE term uses all
+    #: ranks' features (gflowzoo_dmmd/sharded.py, docs/distributed.md).
+    supports_distributed: bool = True
 
     def __init__(self, config: Any, data: Any, device: torch.device | str = "cpu") -> None:
         super().__init__(config, data, device)
@@ -110,27 +115,50 @@ class NoiseConditionalMethod(Method):
     def _batch(self, generator: torch.Generator) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]:
         """Draw one step's data: ``t`` ``[G]``, clean ``x`` ``[G, n, *S]``, noisy ``y`` ``[G, m, *S]`` (from other
         clean images), interpolates ``xh`` ``[G*k, *S]``, ``t`` per interpolate, and the clean images ``x_src``
-        ``[G, m, *S]`` the noisy ones were made from; all on the device."""
+        ``[G, m, *S]`` the noisy ones were made from; all on the device.
+
+        Under ``W`` processes the generator draws the global batch (``W*n``, ``W*m``, ``W*k`` per group) on every
+        rank and this rank keeps its share (:func:`gflowzoo_dmmd.sharded.take_share`); one process: all of it."""
         c = self.config
+        w, r = dist.world(), dist.rank()
         g, n, m = c.groups, c.n_clean, c.n_noisy
-        k = min(c.gp_samples or n, n, m)  # interpolates per group
+        k = min(c.gp_samples or n, n, m)  # interpolates per group (per rank)
+        big_n, big_m = w * n, w * m
         t = sample_levels(g, self.schedule.t_min, c.t_dist, c.t_power, generator)
         try:
             ds = self.data.train
         except UserError as exc:
             raise DataError(f"Training needs the training data: {exc}") from None
-        x_all = ds.sample(g * (n + m), generator)
-        eps = torch.randn((g * m, *self.shape), generator=generator)
-        u = torch.rand(g * k, generator=generator)
+        x, x_src = self._draw(ds, g, big_n, big_m, generator, w, r)  # [G, n, *S], [G, m, *S]
+        eps = take_share(torch.randn((g * big_m, *self.shape), generator=generator).view(g, big_m, *self.shape), w, r)
+        u = take_share(torch.rand(g * w * k, generator=generator).view(g, w * k), w, r)
         dev = self.device
-        x = x_all[: g * n].to(dev).view(g, n, *self.shape)
-        x_src = x_all[g * n :].to(dev)
+        x = x.to(dev)
+        x_src = x_src.reshape(g * m, *self.shape).to(dev)
         t_dev = t.to(dev)
-        y = self.schedule.add_noise(x_src, t_dev.repeat_interleave(m), noise=eps.to(dev)).view(g, m, *self.shape)
+        y = self.schedule.add_noise(x_src, t_dev.repeat_interleave(m), noise=eps.reshape(g * m, *self.shape).to(dev))
+        y = y.view(g, m, *self.shape)
         view = (g, k) + (1,) * len(self.shape)
-        uu = u.to(dev).view(view)
+        uu = u.to(dev).reshape(view)
         xh = (uu * x[:, :k] + (1 - uu) * y[:, :k]).reshape(g * k, *self.shape)
         return t_dev, x, y, xh, t_dev.repeat_interleave(k), x_src.view(g, m, *self.shape)
+
+    def _draw(self, ds: Any, g: int, big_n: int, big_m: int, generator: torch.Generator, w: int,
+              r: int) -> tuple[Tensor, Tensor]:
+        """This rank's clean points ``[G, n, *S]`` and noise sources ``[G, m, *S]`` of the global draw of
+        ``G*(N+M)`` data points (CPU). With the base class's sampler (uniform indices) only the share is loaded."""
+        from gflowzoo.data.base import Dataset
+
+        total = g * (big_n + big_m)
+        if w == 1 or type(ds).sample is not Dataset.sample:
+            x_all = ds.sample(total, generator)
+            x = take_share(x_all[: g * big_n].view(g, big_n, *self.shape), w, r)
+            return x, take_share(x_all[g * big_n :].view(g, big_m, *self.shape), w, r)
+        idx = torch.randint(len(ds), (total,), generator=generator)  # exactly what Dataset.sample draws
+        ix = take_share(idx[: g * big_n].view(g, big_n), w, r)
+        iy = take_share(idx[g * big_n :].view(g, big_m), w, r)
+        both = ds.get(torch.cat([ix.reshape(-1), iy.reshape(-1)]))
+        return both[: ix.numel()].view(*ix.shape, *self.shape), both[ix.numel() :].view(*iy.shape, *self.shape)
 
     def _weights(self, t: Tensor) -> Tensor:
         c = self.config
@@ -158,14 +186,31 @@ class NoiseConditionalMethod(Method):
             feats = self.backbone(inp, tt)
             fh = self.backbone(xh, th).view(g, -1, feats.shape[1])
         fx, fy = feats[: g * n].view(g, n, -1), feats[g * n : g * (n + m)].view(g, m, -1)
-        terms = self.group_terms(fx, fy, fh, xh, t, step)
+        w = dist.world()
+        if w == 1:
+            terms, refs = self.group_terms(fx, fy, fh, xh, t, step), (fx, fy)
+        else:
+            terms, refs = self.sharded_group_terms(fx, fy, fh, xh, t, step)
         per_group = -self._weights(t) * terms[self.objective] + c.lambda_gp * terms["gp"] + c.lambda_l2 * terms["l2"]
         if c.lambda_flow > 0:
             k = min(c.flow_samples or m, m)
-            values = self.point_witness(fy[:, :k], fx.detach(), fy.detach(), t)
-            terms.update(flow_alignment(values, y_in, (x_src - y)[:, :k], g, k))
+            values = self.point_witness(fy[:, :k], refs[0].detach(), refs[1].detach(), t)
+            align = flow_alignment if w == 1 else flow_alignment_sharded
+            terms.update(align(values, y_in, (x_src - y)[:, :k], g, k))
             per_group = per_group + c.lambda_flow * terms["flow"]
-        return per_group.mean(), terms, t
+        # under W processes the per-rank losses add up to the loss of the global batch (sharded.py)
+        return per_group.mean() / w, terms, t
+
+    def sharded_group_terms(self, fx: Tensor, fy: Tensor, fh: Tensor, xh: Tensor, t: Tensor,
+                            step: int) -> tuple[dict[str, Tensor], tuple[Tensor, Tensor]]:
+        """:meth:`group_terms` under several processes, from this rank's features (``fx`` ``[G, n, D]``, ``fy``
+        ``[G, m, D]``, ``fh`` ``[G, k, D]``): the objective and ``l2`` over all ranks' points, ``gp`` and
+        ``grad_norm`` over this rank's interpolates. Returns the terms and the (global) reference feature sets of
+        the witness. The linear-kernel MMD uses all-reduced mean embeddings; everything else gathers features."""
+        if self.objective == "mmd2" and getattr(self.config, "kernel", None) == "linear":
+            return linear_mmd_terms(fx, fy, fh, xh)
+        fx_all, fy_all = gather_groups(fx), gather_groups(fy)
+        return self.group_terms(fx_all, fy_all, fh, xh, t, step), (fx_all, fy_all)
 
     def point_witness(self, fz: Tensor, fx: Tensor, fy: Tensor, t: Tensor) -> Tensor:
         """The critic's witness ``[G, k]`` at evaluation features ``fz`` ``[G, k, D]`` of group ``g`` against the
@@ -183,12 +228,17 @@ class NoiseConditionalMethod(Method):
         if self.opt is not None:
             self.opt.zero_grad(set_to_none=True)
             loss.backward()
+            dist.sum_gradients(self.params)  # several processes: the gradient of the global batch on every rank
             if c.grad_clip > 0:
                 torch.nn.utils.clip_grad_norm_(self.params, c.grad_clip)
             self.opt.step()
             self._update_ema(step)
         self.step_count = step + 1
-        logs = {"loss": float(loss.detach())}
+        if dist.world() > 1:
+            total, terms = global_logs(loss, terms)
+            logs = {"loss": total}
+        else:
+            logs = {"loss": float(loss.detach())}
         for key in (self.objective, "gp", "l2", "grad_norm", "flow"):
             if key in terms:
                 logs[key] = float(terms[key].detach().mean())

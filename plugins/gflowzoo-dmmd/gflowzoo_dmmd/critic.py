@@ -15,7 +15,7 @@ from torch import Tensor, nn
 from gflowzoo.divergences import mmd2, witness
 from gflowzoo.errors import ConfigError
 from gflowzoo.interfaces import Kernel
-from gflowzoo.kernels import LinearKernel, sq_dists
+from gflowzoo.kernels import LinearKernel, exp_floor, sq_dists
 
 __all__ = [
     "NoiseWidth", "WidthRBF", "field_fit", "flow_alignment", "group_kernel", "kale_group_losses", "mmd_group_losses",
@@ -78,7 +78,8 @@ class WidthRBF(Kernel):
 
     def gram(self, x: Tensor, y: Tensor) -> Tensor:
         """``[N, D]``, ``[M, D]`` -> ``[N, M]``."""
-        return torch.exp(-sq_dists(x, y) / (2 * self.h.to(x.dtype) ** 2))
+        # the exponent is floored where exp would be subnormal (a slow path on CPUs; see gflowzoo.kernels.exp_floor)
+        return torch.exp((-sq_dists(x, y) / (2 * self.h.to(x.dtype) ** 2)).clamp_min(exp_floor(x.dtype)))
 
     def diag(self, x: Tensor) -> Tensor:
         """Ones ``[N]``."""
