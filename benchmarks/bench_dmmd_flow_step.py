@@ -17,29 +17,14 @@ of the forward alone, and ``ratio`` (flow step / forward + backward).
 from __future__ import annotations
 
 import argparse
-import statistics
-import time
 
 import torch
+from _timing import interleaved_median
 
 
-def _timed(fns: dict, reps: int, device: torch.device) -> dict[str, float]:
-    """Median wall-clock seconds of each function over ``reps`` rounds (after two warm-up rounds). The functions
-    are run in alternation within each round, so a changing load on a shared machine affects all of them alike."""
-    for _ in range(2):
-        for fn in fns.values():
-            fn()
-    times: dict[str, list[float]] = {k: [] for k in fns}
-    for _ in range(reps):
-        for key, fn in fns.items():
-            if device.type == "cuda":
-                torch.cuda.synchronize()
-            t0 = time.perf_counter()
-            fn()
-            if device.type == "cuda":
-                torch.cuda.synchronize()
-            times[key].append(time.perf_counter() - t0)
-    return {k: statistics.median(v) for k, v in times.items()}
+def _timed(fns, reps: int, device: torch.device) -> dict[str, float]:
+    """See :func:`_timing.interleaved_median` (2 warm-up rounds)."""
+    return interleaved_median(fns, reps, device, warmup=2)
 
 
 def bench(shape: tuple[int, ...], n: int, kernel: str, width: int, reps: int, device: torch.device) -> dict[str, float]:

@@ -24,28 +24,15 @@ function runs once in turn, so a changing load on a shared machine affects all o
 from __future__ import annotations
 
 import argparse
-import statistics
-import time
 from collections.abc import Callable
 
 import torch
+from _timing import interleaved_median
 
 
-def timed(fns: dict[str, Callable[[], object]], reps: int, device: torch.device) -> dict[str, float]:
-    """Median wall-clock seconds of each function over ``reps`` interleaved rounds (after one warm-up round)."""
-    for fn in fns.values():
-        fn()
-    times: dict[str, list[float]] = {k: [] for k in fns}
-    for _ in range(reps):
-        for key, fn in fns.items():
-            if device.type == "cuda":
-                torch.cuda.synchronize()
-            t0 = time.perf_counter()
-            fn()
-            if device.type == "cuda":
-                torch.cuda.synchronize()
-            times[key].append(time.perf_counter() - t0)
-    return {k: statistics.median(v) for k, v in times.items()}
+def timed(fns, reps: int, device: torch.device) -> dict[str, float]:
+    """See :func:`_timing.interleaved_median` (1 warm-up round)."""
+    return interleaved_median(fns, reps, device, warmup=1)
 
 
 def bench(n: int, m: int, d: int, reps: int, device: torch.device) -> dict[str, float]:

@@ -1,0 +1,30 @@
+"""Timing shared by the benchmark scripts (imported as ``_timing``: the scripts run from ``benchmarks/``)."""
+
+from __future__ import annotations
+
+import statistics
+import time
+from collections.abc import Callable
+
+import torch
+
+
+def interleaved_median(fns: dict[str, Callable[[], object]], reps: int, device: torch.device,
+                       warmup: int = 1) -> dict[str, float]:
+    """Median wall-clock seconds of each function over ``reps`` rounds, after ``warmup`` rounds. The functions run in
+    alternation within each round, so a changing load on a shared machine affects all of them alike; on CUDA the
+    device is synchronised around every call."""
+    for _ in range(warmup):
+        for fn in fns.values():
+            fn()
+    times: dict[str, list[float]] = {k: [] for k in fns}
+    for _ in range(reps):
+        for key, fn in fns.items():
+            if device.type == "cuda":
+                torch.cuda.synchronize()
+            t0 = time.perf_counter()
+            fn()
+            if device.type == "cuda":
+                torch.cuda.synchronize()
+            times[key].append(time.perf_counter() - t0)
+    return {k: statistics.median(v) for k, v in times.items()}
