@@ -28,3 +28,17 @@ def interleaved_median(fns: dict[str, Callable[[], object]], reps: int, device: 
                 torch.cuda.synchronize()
             times[key].append(time.perf_counter() - t0)
     return {k: statistics.median(v) for k, v in times.items()}
+
+
+def setup(args) -> torch.device:
+    """Apply ``--threads`` and resolve ``--device`` (``auto``: CUDA when available) of a benchmark's arguments, and
+    print the ``device:``/``threads:``/``torch:`` header lines every benchmark starts with."""
+    torch.set_num_threads(args.threads)
+    if args.device == "auto":
+        device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    else:
+        device = torch.device(args.device)
+    print(f"device: {device}")
+    print(f"threads: {torch.get_num_threads()}")
+    print(f"torch: {torch.__version__}")
+    return device

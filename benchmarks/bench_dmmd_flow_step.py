@@ -19,7 +19,7 @@ from __future__ import annotations
 import argparse
 
 import torch
-from _timing import interleaved_median
+from _timing import interleaved_median, setup
 
 
 def _timed(fns, reps: int, device: torch.device) -> dict[str, float]:
@@ -84,11 +84,7 @@ def main() -> None:
     ap.add_argument("--device", default="auto")
     ap.add_argument("--threads", type=int, default=1)
     args = ap.parse_args()
-    torch.set_num_threads(args.threads)
-    device = torch.device("cuda" if args.device == "auto" and torch.cuda.is_available() else
-                          ("cpu" if args.device == "auto" else args.device))
-    print(f"device: {device}")
-    print(f"threads: {torch.get_num_threads()}")
+    device = setup(args)
     shapes = {"digits": (1, 8, 8), "mnist": (1, 28, 28)}
     for label in args.datasets.split(","):
         for kernel in args.kernels.split(","):

@@ -27,7 +27,7 @@ import argparse
 from collections.abc import Callable
 
 import torch
-from _timing import interleaved_median
+from _timing import interleaved_median, setup
 
 
 def timed(fns, reps: int, device: torch.device) -> dict[str, float]:
@@ -77,12 +77,7 @@ def main() -> None:
     ap.add_argument("--device", default="auto")
     ap.add_argument("--threads", type=int, default=1)
     args = ap.parse_args()
-    torch.set_num_threads(args.threads)
-    device = torch.device("cuda" if args.device == "auto" and torch.cuda.is_available() else
-                          ("cpu" if args.device == "auto" else args.device))
-    print(f"device: {device}")
-    print(f"threads: {torch.get_num_threads()}")
-    print(f"torch: {torch.__version__}")
+    device = setup(args)
     print(f"n: {args.n}")
     for d in (int(v) for v in args.dims.split(",")):
         for key, value in bench(args.n, args.n, d, args.reps, device).items():
