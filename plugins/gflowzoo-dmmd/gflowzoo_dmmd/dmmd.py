@@ -154,9 +154,17 @@ class DMMD(NoiseConditionalMethod):
                     sums_n[k] += net(self.schedule.add_noise(x, tt, noise=eps), tt).double().sum(0)
             stats = {"clean": (sums_c / len(idx)).float().cpu(), "noisy": (sums_n / len(idx)).float().cpu()}
             skip = 0
-        cal = idx[skip : skip + CALIBRATION_POINTS] if len(idx) >= skip + 2 else idx[:CALIBRATION_POINTS]
-        stats["flow_scale"], stats["flow_misfit"] = self._calibrate(ds.get(cal).to(dev), grid, stats, net, g)
+        if self._calibrated():  # only the calibrated schedule needs the measured step scales
+            cal = idx[skip : skip + CALIBRATION_POINTS] if len(idx) >= skip + 2 else idx[:CALIBRATION_POINTS]
+            stats["flow_scale"], stats["flow_misfit"] = self._calibrate(ds.get(cal).to(dev), grid, stats, net, g)
         return stats
+
+    def _calibrated(self) -> bool:
+        return self.step_rule()[1] == "calibrated"
+
+    def _stats_key(self) -> list[int]:
+        # switching to or from the calibrated schedule changes what the statistics hold
+        return [*super()._stats_key(), int(self._calibrated())]
 
     def _calibrate(self, x: Tensor, grid: Tensor, stats: dict[str, Any], net: nn.Module,
                    g: torch.Generator) -> tuple[Tensor, Tensor]:
