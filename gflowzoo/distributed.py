@@ -142,6 +142,17 @@ def shutdown() -> None:
     global _created_here
     dist = _group()
     if dist is not None and _created_here:
+        # every rank finishes its collectives before any tears the group down: destroying it while a peer still
+        # talks has aborted a gloo process at exit ("terminate called without an active exception")
+        try:
+            if dist.get_backend() == "gloo":
+                import datetime
+
+                dist.monitored_barrier(timeout=datetime.timedelta(seconds=60))
+            else:
+                dist.barrier()
+        except Exception:  # a peer is gone: tear down anyway
+            pass
         dist.destroy_process_group()
     _created_here = False
 
