@@ -8,6 +8,7 @@ noisy features ``fy`` ``[G, m, D]``, interpolate features ``fh`` ``[G, k, D]`` o
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import torch
 from torch import Tensor, nn
@@ -18,7 +19,7 @@ from gflowzoo.interfaces import Kernel
 from gflowzoo.kernels import LinearKernel, exp_floor, sq_dists
 
 __all__ = [
-    "NoiseWidth", "WidthRBF", "field_fit", "flow_alignment", "group_kernel", "kale_group_losses", "mmd_group_losses",
+    "NoiseWidth", "WidthRBF", "field_fit", "field_sums", "fit_from_sums", "flow_alignment", "group_kernel", "kale_group_losses", "mmd_group_losses",
     "sample_levels",
 ]
 
@@ -150,32 +151,46 @@ def kale_group_losses(hx: Tensor, hy: Tensor, hh: Tensor, xh: Tensor) -> dict[st
     return {"kale": kale, "gp": gp, "l2": l2, "grad_norm": norm}
 
 
+def fit_from_sums(vd: Tensor, vv: Tensor, dd: Tensor) -> tuple[Tensor, Tensor]:
+    """``(misfit, scale)`` of :func:`field_fit` from the sums ``<v, d>``, ``|v|^2`` and ``|d|^2`` (any shape, e.g.
+    ``[G]``), so that sums accumulated in pieces or over processes give the same numbers."""
+    vv, dd = vv.clamp_min(1e-30), dd.clamp_min(1e-30)
+    pos = torch.relu(vd)
+    return 1.0 - pos.square() / (vv * dd), pos / vv
+
+
+def field_sums(v: Tensor, d: Tensor) -> Tensor:
+    """The sums ``[<v, d>, |v|^2, |d|^2]`` per group, ``[G, 3]``, of fields ``v`` and directions ``d`` ``[G, ...]``."""
+    v, d = v.flatten(1), d.flatten(1)
+    return torch.stack([(v * d).sum(1), v.square().sum(1), d.square().sum(1)], dim=1)
+
+
 def field_fit(v: Tensor, d: Tensor) -> tuple[Tensor, Tensor]:
     """How well a field ``v`` matches a target direction ``d`` (both ``[G, k, ...]``) up to one non-negative scale per
     group: ``(misfit, scale)``, each ``[G]``. ``scale = relu(<v, d>) / |v|^2`` is the least-squares scale ``s >= 0``
     of ``s v ~ d``; ``misfit = |s v - d|^2 / |d|^2 = 1 - relu(<v, d>)^2 / (|v|^2 |d|^2)`` is in ``[0, 1]`` (0: ``v``
     points exactly along ``d`` everywhere up to one scale; 1: no positive alignment at all)."""
-    v, d = v.flatten(1), d.flatten(1)
-    vd = (v * d).sum(1)
-    vv = v.square().sum(1).clamp_min(1e-30)
-    dd = d.square().sum(1).clamp_min(1e-30)
-    pos = torch.relu(vd)
-    return 1.0 - pos.square() / (vv * dd), pos / vv
+    return fit_from_sums(*field_sums(v, d).unbind(1))
 
 
-def flow_alignment(values: Tensor, y: Tensor, direction: Tensor, groups: int, k: int) -> dict[str, Tensor]:
+def flow_alignment(values: Tensor, y: Tensor, direction: Tensor, groups: int, k: int,
+                   reduce_sums: Callable[[Tensor], Tensor] | None = None) -> dict[str, Tensor]:
     """The flow term of the critic loss: the witness field ``v_j = grad_y f_t(y_j)`` at noisy points against the
     denoising direction ``d_j = x_j - y_j`` (``x_j`` the clean image ``y_j`` was made from).
 
     ``values`` ``[G, k]``: the witness at the first ``k`` noisy points of every group, as a function of ``y``
     ``[G*m, *S]`` (which requires grad; the feature sets the witness compares against must be detached so that the
-    gradient is the field at ``y_j`` alone); ``direction`` ``[G, k, *S]``. Returns ``flow`` (the misfit of
-    :func:`field_fit`, kept in the graph) and ``flow_scale`` (its least-squares step scale, detached), each ``[G]``.
+    gradient is the field at ``y_j`` alone); ``direction`` ``[G, k, *S]``; ``reduce_sums``: applied to the
+    ``[G, 3]`` sums of :func:`field_sums` before the fit (several processes: a differentiable all-reduce, so the
+    fit covers every process's points). Returns ``flow`` (the misfit of :func:`field_fit`, kept in the graph) and
+    ``flow_scale`` (its least-squares step scale, detached), each ``[G]``.
     Minimising ``flow`` makes the witness gradient point where denoising points (its minimiser over fields is the
     posterior-mean direction ``E[x | y] - y``); the scale is what a step of ``eta = scale`` would need to land on
     the denoised point."""
     (v,) = torch.autograd.grad(values.sum(), y, create_graph=True)
     m = y.shape[0] // groups
-    v = v.view(groups, m, -1)[:, :k]
-    misfit, scale = field_fit(v, direction.reshape(groups, k, -1))
+    sums = field_sums(v.view(groups, m, -1)[:, :k], direction.reshape(groups, k, -1))
+    if reduce_sums is not None:
+        sums = reduce_sums(sums)
+    misfit, scale = fit_from_sums(*sums.unbind(1))
     return {"flow": misfit, "flow_scale": scale.detach()}

@@ -23,7 +23,7 @@ from gflowzoo.divergences import mmd2, witness
 
 from .base import NoiseConditionalMethod
 from .config import ADMMDConfig, ADMMDEConfig, DMMDConfig
-from .critic import NoiseWidth, group_kernel, mmd_group_losses
+from .critic import NoiseWidth, field_sums, fit_from_sums, group_kernel, mmd_group_losses
 from .flow import Level
 from .presets import dmmd_preset
 
@@ -182,7 +182,7 @@ class DMMD(NoiseConditionalMethod):
             else:
                 sets = (stats["ref_clean"][k], stats["ref_noisy"][k])
             sets = tuple(s.to(x.device) for s in sets)
-            vd = vv = dd = 0.0
+            sums = torch.zeros(1, 3, dtype=torch.float64)
             for xb in x.split(c.stats_batch):
                 tt = torch.full((len(xb),), t, device=x.device)
                 eps = torch.randn(xb.shape, generator=g).to(x.device)
@@ -190,12 +190,8 @@ class DMMD(NoiseConditionalMethod):
                 with torch.enable_grad():
                     yy = y.detach().requires_grad_(True)
                     (v,) = torch.autograd.grad(witness(net(yy, tt), *sets, kern).sum(), yy)
-                d = (xb - y).flatten(1).double()
-                v = v.flatten(1).double()
-                vd, vv, dd = vd + float((v * d).sum()), vv + float(v.square().sum()), dd + float(d.square().sum())
-            pos = max(vd, 0.0)
-            scale[k] = pos / max(vv, 1e-30)
-            misfit[k] = 1.0 - pos * pos / max(vv * dd, 1e-30)
+                sums += field_sums(v.flatten()[None].double(), (xb - y).flatten()[None].double()).cpu()
+            misfit[k], scale[k] = (float(r[0]) for r in fit_from_sums(*sums.unbind(1)))
         return scale, misfit
 
     # -- sampling -----------------------------------------------------------------------------------------------

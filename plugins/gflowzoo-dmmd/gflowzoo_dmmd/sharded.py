@@ -24,7 +24,7 @@ from torch import Tensor
 
 from gflowzoo import distributed as dist
 
-from .critic import _gp_and_norm
+from .critic import _gp_and_norm, flow_alignment
 
 __all__ = ["flow_alignment_sharded", "gather_groups", "global_logs", "linear_mmd_terms", "take_share"]
 
@@ -75,18 +75,10 @@ def linear_mmd_terms(fx: Tensor, fy: Tensor, fh: Tensor, xh: Tensor) -> tuple[di
 
 
 def flow_alignment_sharded(values: Tensor, y: Tensor, direction: Tensor, groups: int, k: int) -> dict[str, Tensor]:
-    """:func:`gflowzoo_dmmd.critic.flow_alignment` over all ranks: the misfit ``1 - relu(<v, d>)^2 / (|v|^2 |d|^2)``
-    and scale ``relu(<v, d>) / |v|^2`` of every group (``[G]`` each), with the three sums taken over the first ``k``
-    noisy points of **every** rank (an all-reduce of ``[G, 3]``). Arguments as in ``flow_alignment``."""
-    (v,) = torch.autograd.grad(values.sum(), y, create_graph=True)
-    m = y.shape[0] // groups
-    v = v.view(groups, m, -1)[:, :k]
-    d = direction.reshape(groups, k, -1)
-    local = torch.stack([(v * d).sum((1, 2)), v.square().sum((1, 2)), d.square().sum((1, 2))], dim=1)
-    vd, vv, dd = dist.all_reduce_sum(local).unbind(1)
-    vv, dd = vv.clamp_min(1e-30), dd.clamp_min(1e-30)
-    pos = torch.relu(vd)
-    return {"flow": 1.0 - pos.square() / (vv * dd), "flow_scale": (pos / vv).detach()}
+    """:func:`gflowzoo_dmmd.critic.flow_alignment` over all ranks: the fit of every group (``[G]`` each) from the
+    sums over the first ``k`` noisy points of **every** rank (an all-reduce of ``[G, 3]``). Arguments as in
+    ``flow_alignment``."""
+    return flow_alignment(values, y, direction, groups, k, reduce_sums=dist.all_reduce_sum)
 
 
 def global_logs(loss: Tensor, terms: dict[str, Tensor]) -> tuple[float, dict[str, Tensor]]:
