@@ -193,6 +193,7 @@ class PlainMMDGAN:
                                          alpha=c.rmsprop_alpha)
         self.sigmas = list(m.kernel.sigmas)
         self.data = train_tensor(m)
+        self.fmt = m.memory_format  # the method's (channels-last images on CPU by default)
         self.gen = torch.Generator().manual_seed(0)
         self.n_critic = m.critic_steps_at(STEP)
 
@@ -203,8 +204,8 @@ class PlainMMDGAN:
 
     def batch(self) -> tuple[Tensor, Tensor]:
         b = self.c.batch_size
-        return (self.data[torch.randint(len(self.data), (b,), generator=self.gen)],
-                torch.randn(b, self.c.nz, generator=self.gen))
+        x = self.data[torch.randint(len(self.data), (b,), generator=self.gen)]
+        return x.contiguous(memory_format=self.fmt), torch.randn(b, self.c.nz, generator=self.gen)
 
     def step(self) -> float:
         c = self.c
@@ -254,6 +255,7 @@ class PlainMMDGANGP:
         self.opt_d = torch.optim.Adam(self.critic.parameters(), lr=c.lr, betas=(c.beta1, c.beta2))
         self.alphas, self.lin = list(m.kernel.alphas), float(m.kernel.linear_weight)
         self.data = train_tensor(m)
+        self.fmt = m.memory_format  # the method's (channels-last images on CPU by default)
         self.gen = torch.Generator().manual_seed(0)
 
     def gram(self, a: Tensor, b: Tensor) -> Tensor:
@@ -262,8 +264,8 @@ class PlainMMDGANGP:
 
     def batch(self) -> tuple[Tensor, Tensor]:
         b = self.c.batch_size
-        return (self.data[torch.randint(len(self.data), (b,), generator=self.gen)],
-                torch.rand(b, self.c.nz, generator=self.gen) * 2 - 1)
+        x = self.data[torch.randint(len(self.data), (b,), generator=self.gen)]
+        return x.contiguous(memory_format=self.fmt), torch.rand(b, self.c.nz, generator=self.gen) * 2 - 1
 
     def step(self) -> float:
         c = self.c

@@ -390,6 +390,9 @@ def load_run(run_dir: Path, sets: list[str] | None = None, device: str | None = 
     return spec, m, payload
 
 
+#: Picture formats ``gflowzoo sample --out`` writes (through Pillow).
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".pdf")
+
 @app.command("sample")
 @handle_errors
 @multi_process
@@ -422,6 +425,9 @@ def sample_cmd(
         raise UserError("--batch must be at least 1.")
     if raw is not None and raw.suffix not in (".pt", ".npy"):
         raise UserError("--raw must end in .pt or .npy.")
+    if out is not None and out.suffix.lower() not in IMAGE_SUFFIXES:
+        hint = f" For raw samples use --raw {out}." if out.suffix in (".pt", ".npy") else ""
+        raise UserError(f"--out is the picture: it must end in {', '.join(IMAGE_SUFFIXES)}; got {out.name!r}.{hint}")
     spec, method, _ = dist.agree(lambda: load_run(run_dir, sets, device, checkpoint))
     if dist.world() > 1:
         x = dist.sample_shards(method, n, seed)

@@ -27,7 +27,13 @@ class FeatureBackbone(nn.Module, abc.ABC):
         Backbone(in_shape: tuple[int, ...], feature_dim: int, **options)
 
     Backbones that ignore ``t`` (plain critics) still accept it.
+
+    Set the class attribute ``channels_last_ok = True`` when ``forward`` accepts image batches in the channels-last
+    memory format (no ``.view`` on them): methods may then keep their image networks in that format.
     """
+
+    #: ``forward`` works on channels-last image batches (see the class docstring).
+    channels_last_ok: ClassVar[bool] = False
 
     def __init__(self, in_shape: tuple[int, ...], feature_dim: int) -> None:
         super().__init__()

@@ -169,6 +169,8 @@ class DCGANEncoder(FeatureBackbone):
     The noise level ``t`` of :meth:`forward` is accepted and ignored (an unconditional critic).
     """
 
+    channels_last_ok = True
+
     def __init__(
         self,
         in_shape: tuple[int, ...],

@@ -127,6 +127,11 @@ def test_train_then_sample(fit_registry, tmp_path):
     assert r.exit_code == 2 and "'lrr'" in r.output
     r = invoke("sample", str(out), "--n", "4", "--raw", str(tmp_path / "x.txt"))
     assert r.exit_code == 2 and ".pt or .npy" in r.output
+    r = invoke("sample", str(out), "--n", "4", "--out", str(tmp_path / "s.npy"))  # the picture is not the raw file
+    assert r.exit_code == 2 and "--raw" in r.output and "Traceback" not in r.output
+    assert not (tmp_path / "s.npy").exists()
+    r = invoke("sample", str(out), "--n", "4", "--out", str(tmp_path / "s.jpg"))
+    assert r.exit_code == 0 and (tmp_path / "s.jpg").stat().st_size > 0, r.output
     # --resume may not change the method's configuration
     r = invoke("train", "fit-gaussian", "--out", str(out), "--resume", "--steps", "5", "--set", "lr=0.1")
     assert r.exit_code == 2 and "only run.* keys" in r.output

@@ -104,7 +104,7 @@ def test_dropout_masks_come_from_the_generator():
 
 def test_gmmn_ae_phases(build):
     m = build("gmmn-ae", "digits", "batch_size=24", "hidden=[16]", "ae_hidden=[16]", "code_dim=4", "ae_steps=3",
-              "ae_batch_size=16")
+              "ae_batch_size=16", "ae_optimizer=\"sgd\"", "ae_lr=0.1")  # the official AE optimiser
     g = torch.Generator().manual_seed(0)
 
     def snap():

@@ -162,6 +162,19 @@ def test_non_finite_loss_raises_training_diverged(registry, tmp_path):
         train(run, spec, m, progress=False)
 
 
+@pytest.mark.parametrize("method", ["mmdgan", "mmdgan-gp"])
+def test_channels_last_auto(build, method):
+    """``auto`` turns the format on for the built-in DCGAN nets on CPU, off for points, MLP generators and
+    critics that do not declare support; the networks' weights are then stored channels-last."""
+    small = ("ngf=8", "critic.ndf=8", "batch_size=8") + (("decoder_ngf=8",) if method == "mmdgan" else ())
+    on = build(method, "digits", *small)
+    assert on.channels_last
+    assert on.G.net[0].weight.is_contiguous(memory_format=torch.channels_last)
+    assert not build(method, "toy-8gaussians", *TOY[:2]).channels_last
+    assert not build(method, "digits", *small, "generator=\"mlp\"").channels_last
+    assert not build(method, "digits", *small, "critic=\"mlp-critic\"").channels_last
+
+
 def test_bad_config_is_a_clear_error(build):
     from gflowzoo.errors import ConfigError
 
@@ -174,8 +187,9 @@ def test_bad_config_is_a_clear_error(build):
 @pytest.mark.parametrize("method", ["mmdgan", "mmdgan-gp"])
 def test_channels_last_gives_the_same_steps(build, method):
     small = ("ngf=8", "critic.ndf=8", "batch_size=8") + (("decoder_ngf=8",) if method == "mmdgan" else ())
-    a = build(method, "digits", *small)
+    a = build(method, "digits", *small, "channels_last=false")
     b = build(method, "digits", *small, "channels_last=true")
+    assert not a.channels_last and b.channels_last
     ga, gb = torch.Generator().manual_seed(0), torch.Generator().manual_seed(0)
     for _ in range(2):
         la, lb = a.critic_step(ga), b.critic_step(gb)
