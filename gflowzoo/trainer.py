@@ -146,7 +146,11 @@ def train(
     interrupted = False
     progress_ctx = _make_progress(console, progress and main)
     with _Interrupt() as intr, progress_ctx as prog:
-        task = prog.add_task(f"train {spec.method}", total=max(total, 1), completed=min(step, total)) if prog else None
+        task = None
+        if prog is not None:
+            frac = _progress_fraction(step, total, 0.0, budget)
+            task = prog.add_task(f"train {spec.method}", total=_BAR_UNITS, completed=_BAR_UNITS * frac,
+                                 step=_step_text(step, total, budget))
         window: list[float] = []
         while step < total:
             ts = time.perf_counter()
@@ -172,7 +176,9 @@ def train(
                 window.clear()
             if prog is not None:
                 desc = " ".join(f"{k}={v:.4g}" for k, v in list(logs.items())[:3] if isinstance(v, (int, float)))
-                prog.update(task, completed=step, description=f"{spec.method} {desc}")
+                frac = _progress_fraction(step, total, elapsed() - elapsed_before - eval_spent, budget)
+                prog.update(task, completed=_BAR_UNITS * frac, description=f"{spec.method} {desc}",
+                            step=_step_text(step, total, budget))
             if main and on_eval is not None and loop.eval_every and step % loop.eval_every == 0:
                 t_eval = elapsed()
                 evals = on_eval(step, t_eval)
@@ -204,15 +210,33 @@ class _NoProgress:
         return None
 
 
+#: Resolution of the progress bar (it shows a fraction: of the steps, or of the minutes budget).
+_BAR_UNITS = 10_000
+
+
+def _progress_fraction(step: int, total: int, seconds: float, budget: float) -> float:
+    """How far training is, in [0, 1]: the larger of the step fraction and the fraction of the minutes budget spent
+    (``budget`` in seconds, ``inf`` without one), so the bar and its time estimate follow whichever stops the run."""
+    frac = step / max(total, 1)
+    if math.isfinite(budget) and budget > 0:
+        frac = max(frac, seconds / budget)
+    return min(frac, 1.0)
+
+
+def _step_text(step: int, total: int, budget: float) -> str:
+    """``step 120/1000``, or ``step 120`` when a minutes budget will probably stop the run first."""
+    return f"step {step}" if math.isfinite(budget) else f"step {step}/{total}"
+
+
 def _make_progress(console: Any, enabled: bool) -> Any:
     if not enabled:
         return _NoProgress()
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
     return Progress(
         TextColumn("{task.description}"),
         BarColumn(),
-        MofNCompleteColumn(),
+        TextColumn("{task.fields[step]}"),
         TimeElapsedColumn(),
         TimeRemainingColumn(),
         console=console,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import signal
 import subprocess
 import sys
@@ -111,6 +112,35 @@ def test_time_budget_stops_training(fit_registry, tmp_path):
     _, res, run = _train(fit_registry, tmp_path / "a", 1000, sets=["run.minutes=1e-9"])
     assert res.stopped_by == "minutes" and res.step < 1000
     assert run.checkpoints() and res.grid is not None
+
+
+def test_progress_follows_the_budget_that_stops_the_run():
+    from gflowzoo.trainer import _progress_fraction, _step_text
+
+    inf = float("inf")
+    assert _progress_fraction(250, 1000, 5.0, inf) == 0.25  # steps only
+    assert _progress_fraction(10, 10**6, 30.0, 60.0) == 0.5  # the minutes budget binds
+    assert _progress_fraction(900, 1000, 6.0, 60.0) == 0.9  # the steps bind
+    assert _progress_fraction(10, 1000, 90.0, 60.0) == 1.0
+    assert _step_text(7, 1000, inf) == "step 7/1000" and _step_text(7, 10**6, 60.0) == "step 7"
+
+
+def test_progress_bar_under_a_minutes_budget(fit_registry, tmp_path):
+    """The bar of a time-budgeted run shows the step without the (huge) step total, and no absurd time left."""
+    from rich.console import Console
+
+    console = Console(record=True, force_terminal=True, width=120)
+    spec = resolve(fit_registry, "fit-gaussian", "toy-8gaussians", sets=[*TINY, "run.steps=1000000",
+                   "run.minutes=0.004"], overrides={"device": "cpu"}, preset="cpu-quick")
+    run = RunDir(tmp_path / "p")
+    run.path.mkdir(parents=True)
+    run.write_config(spec.to_data())
+    res = train(run, spec, build_method(fit_registry, spec, "cpu"), console=console, progress=True)
+    text = console.export_text()
+    assert res.stopped_by == "minutes"
+    assert f"step {res.step}" in text and "/1000000" not in text
+    clocks = re.findall(r"\b(\d+):(\d\d):(\d\d)\b", text)  # elapsed and remaining, h:mm:ss
+    assert clocks and all(int(h) == 0 and int(m) == 0 for h, m, _ in clocks), clocks
 
 
 def _wait_for(predicate, timeout):
