@@ -393,6 +393,7 @@ def load_run(run_dir: Path, sets: list[str] | None = None, device: str | None = 
 #: Picture formats ``gflowzoo sample --out`` writes (through Pillow).
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".pdf")
 
+
 @app.command("sample")
 @handle_errors
 @multi_process

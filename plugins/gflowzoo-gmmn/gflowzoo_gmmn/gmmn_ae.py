@@ -114,8 +114,10 @@ class GMMNAE(GMMN):
             return {"run": {"steps": 43_000}}
         # 300 steps of the official SGD (lr 0.1) leave the auto-encoder untrained on digits (loss 0.427 -> 0.427;
         # every code alike, samples one mean image); Adam 1e-3 for 2,000 steps trains it (docs/baselines.md).
-        out: dict[str, Any] = {"ae_steps": 2000, "ae_optimizer": "adam", "ae_lr": 1e-3, "batch_size": 256,
-               "code_dim": 16 if fam == "digits" else 32}
+        out: dict[str, Any] = {
+            "ae_steps": 2000, "ae_optimizer": "adam", "ae_lr": 1e-3, "batch_size": 256,
+            "code_dim": 16 if fam == "digits" else 32,
+        }
         if fam == "digits":
             out.update(optimizer="adam", lr=1e-3, lr_drop_step=0)  # as gmmn's digits preset
         return out
