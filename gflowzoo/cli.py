@@ -417,15 +417,14 @@ def sample_cmd(
     import torch
 
     from . import distributed as dist
-    from .sampling import SampleWriter, sample_pieces
+    from .sampling import SampleWriter, check_raw_path, sample_pieces
     from .viz import save_samples
 
     if n < 1:
         raise UserError("--n must be at least 1.")
     if batch < 1:
         raise UserError("--batch must be at least 1.")
-    if raw is not None and raw.suffix not in (".pt", ".npy"):
-        raise UserError("--raw must end in .pt or .npy.")
+    check_raw_path(raw)  # before any work
     if out is not None and out.suffix.lower() not in IMAGE_SUFFIXES:
         hint = f" For raw samples use --raw {out}." if out.suffix in (".pt", ".npy") else ""
         raise UserError(f"--out is the picture: it must end in {', '.join(IMAGE_SUFFIXES)}; got {out.name!r}.{hint}")

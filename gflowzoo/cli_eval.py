@@ -14,6 +14,7 @@ import typer
 from rich.table import Table
 
 from .cli import SetOpt, app, console, err_console, handle_errors, multi_process
+from .compare import DEFAULT_EVAL_POINTS, DEFAULT_SEEDS  # stdlib-only module: cheap at start-up
 from .errors import UserError
 
 MetricsOpt = Annotated[
@@ -147,7 +148,7 @@ def compare_cmd(
     steps: Annotated[
         Optional[int], typer.Option("--steps", help="Train each run for this many steps instead of a time budget.")
     ] = None,
-    seeds: Annotated[int, typer.Option("--seeds", help="Seeds per method (0..K-1).")] = 2,
+    seeds: Annotated[int, typer.Option("--seeds", help="Seeds per method (0..K-1).")] = DEFAULT_SEEDS,
     runs: Annotated[
         Optional[list[Path]], typer.Option("--runs", help="Existing run directories to include (repeatable).")
     ] = None,
@@ -162,7 +163,7 @@ def compare_cmd(
     extractor: ExtractorOpt = None,
     extractor_weights: WeightsOpt = None,
     fit_extractor: FitOpt = False,
-    eval_points: Annotated[int, typer.Option("--eval-points", help="In-training evaluations per run (0: none).")] = 3,
+    eval_points: Annotated[int, typer.Option("--eval-points", help="In-training evaluations per run (0: none).")] = DEFAULT_EVAL_POINTS,
     device: Annotated[str, typer.Option("--device", help="auto, cpu, cuda or cuda:N.")] = "auto",
     data_root: Annotated[Optional[Path], typer.Option("--data-root", help="Folder holding data sets.")] = None,
     preset: Annotated[Optional[str], typer.Option("--preset", help="auto (by device), paper or cpu-quick.")] = None,

@@ -276,8 +276,8 @@ class Evaluator:
         return EvalResult(values, protocol, list(ctx.warnings), {"metrics_s": time.perf_counter() - t0},
                           samples=samples)
 
-    #: Samples per call of ``method.sample`` in :meth:`evaluate_method` (see :mod:`gflowzoo.sampling`).
-    sample_piece: int = 5000
+    #: Samples per call of ``method.sample`` in :meth:`evaluate_method`; ``None``: :data:`gflowzoo.sampling.DEFAULT_PIECE`.
+    sample_piece: int | None = None
     #: Samples an image evaluation keeps in :attr:`EvalResult.samples` when it streams features.
     keep_images: int = 256
 
@@ -302,7 +302,7 @@ class Evaluator:
         import torch
 
         from . import distributed as dist
-        from .sampling import piece_size, sample_pieces
+        from .sampling import DEFAULT_PIECE, SampleWriter, piece_size, sample_pieces
 
         self.prepare()
         if on_stage:
@@ -314,12 +314,15 @@ class Evaluator:
             sampling_s = time.perf_counter() - t0
             res = self.evaluate_samples(x.detach().cpu(), on_stage)
         else:
-            per_call = piece_size(method, self.sample_piece)
+            piece = self.sample_piece or DEFAULT_PIECE
+            per_call = piece_size(method, piece)
             if self.n > per_call:
                 extra["samples_per_call"] = per_call
-            pieces = sample_pieces(method, self.n, torch.Generator().manual_seed(self.seed), self.sample_piece)
+            pieces = sample_pieces(method, self.n, torch.Generator().manual_seed(self.seed), piece)
             stream = self.streams_features()
-            kept: list[Any] = []
+            # streaming keeps only the first images (the report's pictures); otherwise every sample
+            keeper = SampleWriter(self.n, tuple(self.data.shape), self.data.kind,
+                                  keep=min(self.keep_images, self.n) if stream else self.n)
             feats: dict[str, list[Any]] = {}
             sampling_s = features_s = 0.0
             while True:
@@ -328,17 +331,14 @@ class Evaluator:
                 sampling_s += time.perf_counter() - ts
                 if x is None:
                     break
-                if not stream:
-                    kept.append(x)
-                    continue
-                kept_n = sum(len(k) for k in kept)
-                if kept_n < self.keep_images:
-                    kept.append(x[: self.keep_images - kept_n].clone())
-                tf = time.perf_counter()
-                for layer, v in self.reference.extract(x).items():
-                    feats.setdefault(layer, []).append(v)
-                features_s += time.perf_counter() - tf
-            samples = torch.cat(kept)
+                keeper.add(x)
+                if stream:
+                    tf = time.perf_counter()
+                    for layer, v in self.reference.extract(x).items():
+                        feats.setdefault(layer, []).append(v)
+                    features_s += time.perf_counter() - tf
+            keeper.close()
+            samples = keeper.kept()
             if stream:
                 if on_stage:
                     on_stage("features")

@@ -21,12 +21,19 @@ from torch import Tensor
 
 from .errors import UserError
 
-__all__ = ["DEFAULT_PIECE", "GRID_MAX", "SampleWriter", "piece_size", "sample_pieces"]
+__all__ = ["DEFAULT_PIECE", "GRID_MAX", "SampleWriter", "check_raw_path", "piece_size", "sample_pieces"]
 
 #: Samples per call of ``method.sample`` (5,000 CIFAR-10 images are 60 MB in float32).
 DEFAULT_PIECE = 5000
 #: Images shown in a sample PNG at most (the first ones); 2-D points are all drawn.
 GRID_MAX = 1024
+
+
+def check_raw_path(raw: Path | None) -> None:
+    """A :class:`UserError` unless ``raw`` is ``None`` or a ``.pt`` / ``.npy`` path (the formats of
+    :class:`SampleWriter`)."""
+    if raw is not None and raw.suffix not in (".pt", ".npy"):
+        raise UserError("--raw must end in .pt or .npy.")
 
 
 def piece_size(method: Any, piece: int = DEFAULT_PIECE) -> int:
@@ -70,8 +77,7 @@ class SampleWriter:
 
     def __init__(self, n: int, shape: tuple[int, ...], kind: str, raw: Path | None = None,
                  keep: int | None = None) -> None:
-        if raw is not None and raw.suffix not in (".pt", ".npy"):
-            raise UserError("--raw must end in .pt or .npy.")
+        check_raw_path(raw)
         self.n, self.shape, self.raw = int(n), tuple(shape), raw
         self.keep = keep if keep is not None else (min(n, GRID_MAX) if kind == "image" else n)
         self.count = 0

@@ -158,7 +158,8 @@ def train(
             step += 1
             window.append(time.perf_counter() - ts)
             bad = {k: v for k, v in logs.items() if isinstance(v, float) and not math.isfinite(v)}
-            over = elapsed() - elapsed_before - eval_spent >= budget  # in-training evaluations do not count
+            trained = elapsed() - elapsed_before - eval_spent  # this session's training seconds (no evaluations)
+            over = trained >= budget
             # one process: the local flags; several: any rank's NaN or Ctrl-C, rank 0's clock (one all-reduce)
             any_bad, stop, over = dist.any_flags(bool(bad), intr.requested, over, main_only=(2,))
             if any_bad:
@@ -176,7 +177,7 @@ def train(
                 window.clear()
             if prog is not None:
                 desc = " ".join(f"{k}={v:.4g}" for k, v in list(logs.items())[:3] if isinstance(v, (int, float)))
-                frac = _progress_fraction(step, total, elapsed() - elapsed_before - eval_spent, budget)
+                frac = _progress_fraction(step, total, trained, budget)
                 prog.update(task, completed=_BAR_UNITS * frac, description=f"{spec.method} {desc}",
                             step=_step_text(step, total, budget))
             if main and on_eval is not None and loop.eval_every and step % loop.eval_every == 0:
