@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import inspect
 import json
+import re
 import sys
 from pathlib import Path
 from typing import Annotated, Any, Optional
@@ -18,7 +20,8 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from .errors import GflowzooError, UserError, unknown_name
+from .errors import ConfigError, GflowzooError, UserError, unknown_name
+from .paths import check_writable
 from .registry import KINDS
 
 app = typer.Typer(
@@ -95,6 +98,38 @@ def _state():
     return get_state()
 
 
+_RST_ROLE = re.compile(r":(?:[a-z]+:)?[a-z]+:`(~?)([^`]+)`")
+_RST_LITERAL = re.compile(r"``(.+?)``", re.S)
+
+
+def plain_rst(text: str) -> str:
+    """A docstring as terminal text: reST inline literals (code in double backticks) and roles (:class:`~a.b.C`,
+    :func:`a.f`) become code in single backticks (`C`, `a.f`)."""
+
+    def role(m: re.Match[str]) -> str:
+        target = m.group(2)
+        return f"`{target.rsplit('.', 1)[-1] if m.group(1) else target}`"
+
+    return _RST_LITERAL.sub(r"`\1`", _RST_ROLE.sub(role, text))
+
+
+def plain_help(typer_app: typer.Typer) -> None:
+    """Render the reST markup of the help texts that come from docstrings (commands' and groups') as
+    :func:`plain_rst` does, recursively through sub-applications."""
+    from typer.main import solve_typer_info_help
+
+    for info in typer_app.registered_commands:
+        text = info.help if info.help is not None else inspect.getdoc(info.callback) if info.callback else None
+        if text and plain_rst(text) != text:
+            info.help = plain_rst(text)
+    for group in typer_app.registered_groups:
+        text = solve_typer_info_help(group)
+        if text and plain_rst(text) != text:
+            group.help = plain_rst(text)
+        if group.typer_instance is not None:
+            plain_help(group.typer_instance)
+
+
 def _kind(kind: str) -> str:
     k = kind.strip().lower()
     if k in KINDS:
@@ -126,6 +161,7 @@ def list_cmd(
         _show_component(reg, kinds[0], name, as_json)
         return
     entries = [e for k in kinds for e in reg.entries(k)]
+    refused = [r for r in reg.refused if r.kind in kinds]
     errors = state.errors()
     if as_json:
         out = {
@@ -133,6 +169,7 @@ def list_cmd(
                 {"kind": e.kind, "name": e.name, "summary": e.summary, "plugin": e.plugin, "version": e.version}
                 for e in entries
             ],
+            "refused": [{"kind": r.kind, "name": r.name, "plugin": r.plugin, "owner": r.owner} for r in refused],
             "errors": [{"plugin": p, "error": m} for p, m in errors],
         }
         typer.echo(json.dumps(out, indent=2))
@@ -148,14 +185,16 @@ def list_cmd(
         if not rows:
             table.add_row("(none)", "", "")
         console.print(table)
+        for r in refused:
+            if r.kind == k:
+                console.print(f"[yellow]{k} {escape(r.name)} from plugin {escape(repr(r.plugin))} refused:[/] name "
+                              f"taken by {escape(r.owner)}", highlight=False, soft_wrap=True)
         console.print()
     for plugin, msg in errors:
         console.print(f"[yellow]plugin {escape(repr(plugin))} failed:[/] {escape(msg)}", highlight=False, soft_wrap=True)
 
 
 def _show_component(reg: Any, kind: str, name: str, as_json: bool) -> None:
-    import inspect
-
     entry = reg.get(kind, name)
     obj = entry.load()
     if kind == "method":
@@ -164,13 +203,17 @@ def _show_component(reg: Any, kind: str, name: str, as_json: bool) -> None:
         opts = defaults(obj.Config)
     else:
         opts = {k: (p.default if p.default is not inspect.Parameter.empty else None) for k, p in entry.options().items()}
-    doc = inspect.getdoc(obj) or entry.summary
+    doc = plain_rst(inspect.getdoc(obj) or entry.summary)
     if as_json:
         typer.echo(json.dumps({"kind": kind, "name": name, "plugin": entry.plugin, "doc": doc, "options": opts},
                               indent=2, default=str))
         return
     console.print(f"[bold]{kind} {name}[/]  [dim]({entry.plugin} {entry.version or ''})[/]")
     console.print(doc, highlight=False, markup=False)
+    for r in reg.refused:
+        if (r.kind, r.name) == (kind, name):
+            console.print(f"[yellow]plugin {escape(repr(r.plugin))} also registered this name; it was refused.[/]",
+                          highlight=False, soft_wrap=True)
     if opts:
         from .config import dumps_toml
 
@@ -193,7 +236,8 @@ def plugins_cmd(
     for col in ("plugin", "version", "distribution", "hooks", "status"):
         table.add_column(col)
     for i in infos:
-        status = f"[red]{escape(i.error)}[/]" if i.error else ("built-in" if i.builtin else "ok")
+        colour = "red" if i.error else "yellow" if i.refused else None
+        status = f"[{colour}]{escape(i.status)}[/]" if colour else i.status
         table.add_row(i.name, i.version or "", i.distribution or "", ", ".join(i.hooks), status)
     console.print(table)
 
@@ -290,6 +334,7 @@ def _prepare_training(reg: Any, method: str, dataset: Optional[str], config: Opt
         spec = resolve(reg, method, dataset, config_file=config, sets=sets, overrides=overrides, preset=preset)
         if run is None:
             run = RunDir(default_run_dir(method, spec.dataset))
+        check_writable(run.path, "the run directory", folder=True)
         if run.exists() or (run.path.exists() and any(run.path.iterdir())):
             raise UserError(f"{run.path} already exists and is not empty. Use --resume to continue it, or another --out.")
     return spec, run
@@ -366,7 +411,12 @@ def _run_training(state: Any, run: Any, spec: Any, resume: bool, progress: bool)
 
 def load_run(run_dir: Path, sets: list[str] | None = None, device: str | None = None, checkpoint: Path | None = None):
     """Rebuild a trained method from a run directory: ``(spec, method, payload)``. ``sets`` may change sampling
-    options (any key of the method's config) without retraining."""
+    options (any key of the method's config) without retraining.
+
+    ``payload["checkpoint_path"]`` is the checkpoint file used. Without ``checkpoint``, that is the newest one that
+    loads: each newer, damaged one is skipped with a one-line warning on stderr (``payload["skipped"]`` holds why).
+    An invalid value in the run's ``config.toml`` is a :class:`ConfigError` naming the file."""
+    from . import distributed as dist
     from .data import DataHandle
     from .runs import RunDir, load_checkpoint
     from .session import build_method, resolve, resolve_device
@@ -378,11 +428,31 @@ def load_run(run_dir: Path, sets: list[str] | None = None, device: str | None = 
     if not isinstance(method, str):
         raise UserError(f"{run.config_path} names no method.")
     overrides = {"device": device} if device else {}
-    spec = resolve(state.registry, method, saved.get("dataset"), base=saved, sets=sets, overrides=overrides)
+
+    def resolve_with(extra: list[str] | None) -> Any:
+        return resolve(state.registry, method, saved.get("dataset"), base=saved, sets=extra, overrides=overrides)
+
+    try:
+        spec = resolve_with(sets)
+    except ConfigError as exc:
+        blame = exc
+        if sets:  # the --set items or the saved file: the file alone decides
+            try:
+                resolve_with(None)
+            except ConfigError as file_exc:
+                blame = file_exc
+            else:
+                raise
+        raise ConfigError(f"{run.config_path}: {blame}") from None
     if checkpoint is not None:
-        payload = load_checkpoint(checkpoint, method)
+        path, payload = Path(checkpoint), load_checkpoint(checkpoint, method)
     else:
-        _, payload = run.latest_checkpoint(method)
+        path, payload = run.latest_checkpoint(method)
+        if dist.is_main():
+            for skipped in payload.get("skipped", []):
+                err_console.print(f"[yellow]warning:[/] skipped a damaged checkpoint: {escape(skipped)}",
+                                  highlight=False, soft_wrap=True)
+    payload["checkpoint_path"] = str(path)
     dev = resolve_device(spec.device)
     data = DataHandle(spec.dataset, spec.data_root, tuple(payload["data"]["shape"]), payload["data"]["kind"], state.registry)
     m = build_method(state.registry, spec, dev, data)
@@ -392,6 +462,13 @@ def load_run(run_dir: Path, sets: list[str] | None = None, device: str | None = 
 
 #: Picture formats ``gflowzoo sample --out`` writes (through Pillow).
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".pdf")
+
+
+def _default_sample_png(run_dir: Path, seed: int) -> Path:
+    """Where ``gflowzoo sample`` writes its picture without ``--out`` (the run directory must exist)."""
+    from .runs import RunDir
+
+    return RunDir(run_dir).require().samples_dir / f"sample-seed{seed}.png"
 
 
 @app.command("sample")
@@ -428,7 +505,10 @@ def sample_cmd(
     if out is not None and out.suffix.lower() not in IMAGE_SUFFIXES:
         hint = f" For raw samples use --raw {out}." if out.suffix in (".pt", ".npy") else ""
         raise UserError(f"--out is the picture: it must end in {', '.join(IMAGE_SUFFIXES)}; got {out.name!r}.{hint}")
-    spec, method, _ = dist.agree(lambda: load_run(run_dir, sets, device, checkpoint))
+    check_writable(out if out is not None else _default_sample_png(run_dir, seed), "--out")  # before any work
+    spec, method, payload = dist.agree(lambda: load_run(run_dir, sets, device, checkpoint))
+    console.print(f"checkpoint: {payload['checkpoint_path']} (step {payload.get('step', '?')})", highlight=False,
+                  soft_wrap=True)
     if dist.world() > 1:
         x = dist.sample_shards(method, n, seed)
         if x is None:  # a rank other than 0: its share went to rank 0
@@ -440,7 +520,7 @@ def sample_cmd(
     for x in pieces:
         writer.add(x)
     writer.close()
-    out = out or Path(run_dir) / "samples" / f"sample-seed{seed}.png"
+    out = out or _default_sample_png(run_dir, seed)
     path = save_samples(writer.kept(), method.data, out, title=f"{spec.method} samples")
     info = getattr(method, "sampling_info", lambda: {})()
     if info:
@@ -467,6 +547,7 @@ def build_app() -> typer.Typer:
                 info = state.infos.get(impl.plugin_name)
                 if info is not None:
                     info.error = f"commands failed: {type(exc).__name__}: {exc}"
+        plain_help(app)
         app._gflowzoo_plugin_commands = True  # type: ignore[attr-defined]
     return app
 

@@ -16,6 +16,7 @@ from rich.table import Table
 from .cli import SetOpt, app, console, err_console, handle_errors, multi_process
 from .compare import DEFAULT_EVAL_POINTS, DEFAULT_SEEDS  # stdlib-only module: cheap at start-up
 from .errors import UserError
+from .paths import check_writable
 
 MetricsOpt = Annotated[
     Optional[str],
@@ -90,9 +91,12 @@ def evaluate_cmd(
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from .evaluate import evaluate_run
+    from .runs import RunDir
 
     if n is not None and n < 2:
         raise UserError("--n must be at least 2.")
+    run = RunDir(run_dir).require()
+    check_writable(run.path, "the run directory", folder=True)  # eval-<key>.json goes there; before any work
     state: dict[str, Any] = {}
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                   console=err_console, transient=True, disable=as_json) as prog:
@@ -119,6 +123,7 @@ def evaluate_cmd(
         return
     p = res.protocol
     ext = p.get("extractor")
+    console.print(f"checkpoint: {p['run']['checkpoint']} (step {p['run']['step']})", highlight=False, soft_wrap=True)
     console.print(
         f"[bold]{p['run']['method']}[/] step {p['run']['step']} on {p['dataset']}: n={p['n']}, seed={p['seed']}, "
         f"reference {p['reference']['split']} ({p['reference']['n']} items)"
@@ -183,6 +188,10 @@ def compare_cmd(
         data_root=str(data_root) if data_root else None, preset=preset, console=console, progress=not no_progress,
         say=_say,
     )
+    # before any training: the report folder, and the given runs (their evaluations are written into them)
+    check_writable(cmp.out, "--out" if out is not None else "the report folder", folder=True)
+    for given in cmp.given:
+        check_writable(given.path, "the run directory (--runs)", folder=True)
     result = cmp.run()
     header, rows = table_rows(result.summary())
     table = Table(title=f"{result.options['dataset']}: mean ± std over seeds", title_justify="left")
@@ -245,6 +254,7 @@ def extractor_fit_cmd(
     if path.is_file() and not force:
         console.print(f"{name} is already trained: {path} (use --force to train again)")
         return
+    check_writable(path, "the extractor file")  # before any training
     dev = resolve_device(device)
     console.print(f"training {name} on {spec.dataset} ({spec.recipe['epochs']} epochs) on {dev}", highlight=False)
     res = fit_extractor(name, data_root=str(data_root) if data_root else None, epochs=epochs, seed=seed, device=dev,

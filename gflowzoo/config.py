@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import re
 import tomllib
 import typing
 from collections.abc import Mapping
@@ -96,7 +97,9 @@ def parse_value(text: str) -> Any:
 
 
 def parse_sets(items: list[str] | None) -> list[tuple[list[str], Any]]:
-    """``["a.b=1", "c=x"]`` -> ``[(["a", "b"], 1), (["c"], "x")]``."""
+    """``["a.b=1", "c=x"]`` -> ``[(["a", "b"], 1), (["c"], "x")]``. A value starting with ``{`` or ``[`` must be a
+    valid TOML inline table or array (it is never taken as a bare string): else a :class:`ConfigError` quoting the
+    TOML parser."""
     out = []
     for item in items or []:
         if "=" not in item:
@@ -105,8 +108,29 @@ def parse_sets(items: list[str] | None) -> list[tuple[list[str], Any]]:
         parts = [k.strip() for k in key.strip().split(".")]
         if not all(parts):
             raise ConfigError(f"--set has an empty key in {item!r}.")
-        out.append((parts, parse_value(value.strip())))
+        value = value.strip()
+        if value.startswith(("{", "[")):
+            try:
+                parsed = tomllib.loads(f"{_SET_KEY}{value}")["v"]
+            except tomllib.TOMLDecodeError as exc:
+                raise ConfigError(f"--set {item!r}: the value is not valid TOML: {_toml_message(exc)}.") from None
+        else:
+            parsed = parse_value(value)
+        out.append((parts, parsed))
     return out
+
+
+_SET_KEY = "v = "
+
+
+def _toml_message(exc: tomllib.TOMLDecodeError) -> str:
+    """The parser's message of a ``--set`` value, with the column counted within the value."""
+
+    def column(m: re.Match[str]) -> str:
+        return f"(at character {max(1, int(m.group(1)) - len(_SET_KEY))} of the value)"
+
+    text = str(exc).replace("(at end of document)", "(at the end of the value)")
+    return re.sub(r"\(at line 1, column (\d+)\)", column, text)
 
 
 def _component_fields(cls: type) -> dict[str, str]:

@@ -387,7 +387,8 @@ def evaluate_run(
         evaluator_ready(ev)
     res = ev.evaluate_method(method, {"sets": list(sets or [])}, on_stage, shard=True)
     res.protocol["run"] = {"method": spec.method, "step": int(payload.get("step", 0)),
-                           "train_seconds": float(payload.get("elapsed", 0.0)), "path": str(Path(run_dir))}
+                           "train_seconds": float(payload.get("elapsed", 0.0)), "path": str(Path(run_dir)),
+                           "checkpoint": payload.get("checkpoint_path")}
     path = res.write(run_dir) if write else None
     return res, path
 

@@ -2,11 +2,15 @@
 
 * Built-in components are registered by :mod:`gflowzoo.builtin`, a plugin like any other.
 * Installed plugins are found through the entry-point group ``gflowzoo``. ``GFLOWZOO_LOAD_PLUGINS`` (a comma list of
-  entry-point or distribution names; empty means none) limits which load.
+  entry-point or distribution names; empty means none) limits which load; a name in it that matches no installed
+  plugin is reported like a plugin error.
 * Under the project's own tests (``sys._called_from_test``) installed plugins are not loaded unless
   ``GFLOWZOO_LOAD_PLUGINS`` names them.
 * A plugin that fails to import or to register is reported (``gflowzoo plugins``, ``gflowzoo list``) but never
   breaks the command line: its partial registrations are dropped.
+* Names are first come, first served (:mod:`gflowzoo.registry`): built-ins register first, then installed plugins in
+  the order they load (sorted by entry-point name). A plugin's registration of a taken name is refused and reported
+  in its status; its other components load.
 """
 
 from __future__ import annotations
@@ -23,7 +27,7 @@ from typing import Any
 import pluggy
 
 from . import hookspecs
-from .registry import Registrar, Registry
+from .registry import Refusal, Registrar, Registry
 
 ENTRY_POINT_GROUP = "gflowzoo"
 BUILTIN_PLUGINS = ("gflowzoo.builtin",)
@@ -40,9 +44,23 @@ class PluginInfo:
     builtin: bool
     hooks: list[str] = field(default_factory=list)
     error: str | None = None
+    #: registrations refused because another plugin registered the kind and name first
+    refused: list[Refusal] = field(default_factory=list)
+
+    @property
+    def status(self) -> str:
+        """The status column of ``gflowzoo plugins``: the error, the refused names, or ok."""
+        if self.error:
+            return self.error
+        if self.refused:
+            return f"clashes: {'; '.join(map(str, self.refused))}; its other components loaded"
+        return "built-in" if self.builtin else "ok"
 
     def as_dict(self) -> dict[str, Any]:
-        return {k: getattr(self, k) for k in ("name", "version", "distribution", "module", "builtin", "hooks", "error")}
+        out = {k: getattr(self, k) for k in ("name", "version", "distribution", "module", "builtin", "hooks", "error")}
+        out["refused"] = [{"kind": r.kind, "name": r.name, "owner": r.owner} for r in self.refused]
+        out["status"] = self.status
+        return out
 
 
 class PluginState:
@@ -71,7 +89,8 @@ class PluginState:
 
             self._register_object(module, PluginInfo(mod_name, __version__, "gflowzoo", mod_name, True))
         if entry_points:
-            for ep in sorted(md.entry_points(group=ENTRY_POINT_GROUP), key=lambda e: e.name):
+            found = sorted(md.entry_points(group=ENTRY_POINT_GROUP), key=lambda e: e.name)
+            for ep in found:
                 dist = ep.dist.name if ep.dist is not None else None
                 if only is not None and ep.name not in only and (dist is None or dist not in only):
                     continue
@@ -90,22 +109,39 @@ class PluginState:
                     self.infos[info.name] = info
                     continue
                 self._register_object(obj, info)
+            if only is not None:
+                self._report_unmatched(only, found)
         self.collect()
 
+    def _report_unmatched(self, only: set[str], found: list[md.EntryPoint]) -> None:
+        """A :class:`PluginInfo` with an error for each name of ``GFLOWZOO_LOAD_PLUGINS`` that matches no installed
+        plugin (by entry-point or distribution name)."""
+        known = {ep.name for ep in found} | {ep.dist.name for ep in found if ep.dist is not None} | set(self.infos)
+        installed = ", ".join(sorted({ep.name for ep in found})) or "none"
+        for name in sorted(only - known):
+            info = PluginInfo(name, None, None, None, False)
+            info.error = (f"GFLOWZOO_LOAD_PLUGINS names {name!r}, which matches no installed plugin "
+                          f"(installed: {installed})")
+            self.infos[name] = info
+
     def collect(self) -> None:
-        """(Re)build the registry by calling every plugin's ``gflowzoo_register`` hook, one plugin at a time."""
+        """(Re)build the registry by calling every plugin's ``gflowzoo_register`` hook, one plugin at a time, in the
+        order the plugins were registered (built-ins first): the first registration of a name keeps it, and a later
+        one is refused and reported in that plugin's :attr:`PluginInfo.refused`."""
         self.registry = Registry()
-        impls = self.pm.hook.gflowzoo_register.get_hookimpls()
-        # pluggy orders implementations last-registered-last; built-ins were registered first, so they keep their
-        # names when a later plugin clashes with them.
+        order = {name: i for i, (name, _) in enumerate(self.pm.list_name_plugin())}
+        # pluggy's own order also depends on tryfirst/trylast marks: registration order decides who keeps a name
+        impls = sorted(self.pm.hook.gflowzoo_register.get_hookimpls(), key=lambda i: order.get(i.plugin_name, 0))
+        for info in self.infos.values():
+            info.refused = []
         for impl in impls:
             info = self.infos.get(impl.plugin_name)
             version = info.version if info else None
             registrar = Registrar(self.registry, impl.plugin_name, version)
             try:
                 impl.function(register=registrar)
-                if registrar.clashes and info is not None:  # reported; the plugin's other components stay usable
-                    info.error = "registration failed: " + "; ".join(str(c) for c in registrar.clashes)
+                if info is not None:  # reported; the plugin's other components stay usable
+                    info.refused = registrar.refused
             except Exception as exc:  # noqa: BLE001
                 msg = f"{type(exc).__name__}: {exc}" if not hasattr(exc, "exit_code") else str(exc)
                 if info is not None:

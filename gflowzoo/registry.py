@@ -7,6 +7,10 @@ it is built, so listing stays instant.
 Components are built from a *spec*: a name (``"rbf"``) or a table with a ``name`` and the constructor's keyword
 arguments (``{"name": "rbf", "sigmas": [1.0, 2.0]}``). Constructor keyword arguments *are* the configuration of a
 component, so a spec round-trips through TOML.
+
+Names are first come, first served: the first registration of a kind and name keeps it (the built-ins are registered
+first, then installed plugins in the order they load); a later registration of the same pair is refused and recorded
+as a :class:`Refusal`, which the plugin manager reports. The name keeps working as first registered.
 """
 
 from __future__ import annotations
@@ -172,13 +176,26 @@ def check_options(obj: Any, options: Mapping[str, Any], where: str) -> dict[str,
     return out
 
 
+@dataclass(frozen=True)
+class Refusal:
+    """A registration refused because its kind and name were taken: ``plugin`` lost the name to ``owner``."""
+
+    kind: str
+    name: str
+    plugin: str
+    owner: str
+
+    def __str__(self) -> str:
+        return f"{self.kind} {self.name!r} (already registered by {self.owner}) was refused"
+
+
 class Registry:
     """All registered components, by kind and name."""
 
     def __init__(self) -> None:
         self._entries: dict[str, dict[str, Entry]] = {k: {} for k in KINDS}
-        self.clashes: list[NameClash] = []
-        self._clashing: dict[tuple[str, str], PluginError] = {}
+        #: later registrations of a taken kind and name, refused (the first registration keeps the name)
+        self.refused: list[Refusal] = []
 
     # -- filling -----------------------------------------------------------------------------------------------
     def add(self, entry: Entry) -> None:
@@ -189,21 +206,22 @@ class Registry:
         if not entry.name or entry.name != entry.name.strip() or " " in entry.name:
             raise PluginError(f"Plugin {entry.plugin!r} registered an invalid {entry.kind} name {entry.name!r}.")
         existing = self._entries[entry.kind].get(entry.name)
-        if existing is not None:
-            err = NameClash(
-                f"{entry.kind} {entry.name!r} is registered by two plugins: {existing.plugin!r} and "
-                f"{entry.plugin!r}. Uninstall one, or limit loading with GFLOWZOO_LOAD_PLUGINS."
+        if existing is not None:  # first come, first served: the name stays with the first registration
+            refusal = Refusal(entry.kind, entry.name, entry.plugin, existing.plugin)
+            self.refused.append(refusal)
+            raise NameClash(
+                f"{entry.kind} {entry.name!r} of plugin {entry.plugin!r} was refused: the name is taken by "
+                f"{existing.plugin!r}, which registered it first.",
+                refusal,
             )
-            self.clashes.append(err)
-            self._clashing[(entry.kind, entry.name)] = err
-            raise err
         self._entries[entry.kind][entry.name] = entry
 
     def remove_plugin(self, plugin: str) -> None:
-        """Drop every entry registered by ``plugin`` (used when a plugin's registration fails half way)."""
+        """Drop every entry (and refusal) of ``plugin`` (used when a plugin's registration fails half way)."""
         for kind in self._entries.values():
             for name in [n for n, e in kind.items() if e.plugin == plugin]:
                 del kind[name]
+        self.refused = [r for r in self.refused if r.plugin != plugin]
 
     # -- reading -----------------------------------------------------------------------------------------------
     def names(self, kind: str) -> list[str]:
@@ -216,8 +234,6 @@ class Registry:
     def get(self, kind: str, name: str) -> Entry:
         if kind not in KINDS:
             raise unknown_name("kind", kind, KINDS)
-        if (kind, name) in self._clashing:
-            raise self._clashing[(kind, name)]
         try:
             return self._entries[kind][name]
         except KeyError:
@@ -225,7 +241,7 @@ class Registry:
                 prefix = name.split(":", 1)[0] + ":"
                 if prefix in self._entries[kind]:
                     return self._entries[kind][prefix]
-            raise unknown_name(kind, name, self._entries[kind]) from None
+            raise unknown_name(kind, name, self._entries[kind], plugins_note=True) from None
 
     def load(self, kind: str, name: str) -> Any:
         return self.get(kind, name).load()
@@ -244,8 +260,8 @@ class Registrar:
 
     def __init__(self, registry: Registry, plugin: str, version: str | None) -> None:
         self.registry, self.plugin, self.version = registry, plugin, version
-        #: name clashes met by this plugin: recorded (and reported by the plugin manager) without stopping the
-        #: plugin's hook, so its other components stay registered
+        #: this plugin's registrations refused because another plugin took the name first: recorded (and reported
+        #: by the plugin manager) without stopping the plugin's hook, so its other components stay registered
         self.clashes: list[NameClash] = []
 
     def __call__(self, kind: str, name: str, target: str | Callable[..., Any], summary: str = "") -> None:
@@ -254,3 +270,8 @@ class Registrar:
             self.registry.add(Entry(kind, name, target, summary, self.plugin, self.version))
         except NameClash as exc:
             self.clashes.append(exc)
+
+    @property
+    def refused(self) -> list[Refusal]:
+        """The :class:`Refusal` of each clash of this plugin."""
+        return [c.refusal for c in self.clashes]

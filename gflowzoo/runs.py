@@ -186,15 +186,24 @@ def load_checkpoint(path: str | os.PathLike, method: str | None = None) -> dict[
     if not path.is_file():
         raise CheckpointError(f"Checkpoint not found: {path}")
     try:
+        with path.open("rb") as fh:
+            head = fh.read(len(_ZIP_MAGIC))
+    except OSError as exc:
+        raise CheckpointError(f"{path} cannot be read ({exc.strerror or type(exc).__name__}).") from None
+    if not head:
+        raise CheckpointError(f"{path} is truncated or corrupt (an empty file).")
+    # torch.save writes a zip archive (a legacy file is a pickle): anything else is another kind of file
+    if not (_ZIP_MAGIC.startswith(head) or head.startswith(_PICKLE_PROTO)):
+        raise CheckpointError(f"{path} is not a checkpoint file (not a torch archive).")
+    try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise CheckpointError(
             f"{path} holds objects other than tensors and plain data; it was refused so that no code runs from it "
-            f"({first[:200]})."
+            f"({quote_error(exc, prefer='GLOBAL')})."
         ) from None
-    except (EOFError, zipfile.BadZipFile, RuntimeError, OSError, ValueError) as exc:
-        raise CheckpointError(f"{path} is truncated or corrupt ({type(exc).__name__}: {str(exc)[:200]}).") from None
+    except Exception as exc:  # noqa: BLE001 - whatever a damaged archive makes torch raise
+        raise CheckpointError(f"{path} is truncated or corrupt ({type(exc).__name__}: {quote_error(exc)}).") from None
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise CheckpointError(f"{path} is not a gflowzoo checkpoint.")
     if payload.get("format_version", 0) > FORMAT_VERSION:
@@ -204,3 +213,24 @@ def load_checkpoint(path: str | os.PathLike, method: str | None = None) -> dict[
             f"{path} is a checkpoint of another method ({payload.get('method')!r}), not of {method!r}."
         )
     return payload
+
+
+_ZIP_MAGIC = b"PK\x03\x04"
+_PICKLE_PROTO = b"\x80"  # the PROTO opcode that starts a pickle of protocol 2 or later
+_SENTENCE_END = re.compile(r"[.!?](?=\s|$)")
+
+
+def quote_error(exc: BaseException, prefer: str | None = None, limit: int = 300) -> str:
+    """The first sentence of an exception's message (of its first line holding ``prefer``, if any), to quote in a
+    one-line error: cut at a sentence or line end (or, for a run-on sentence past ``limit`` characters, at a word
+    end), never mid-word, with "..." when something was left out."""
+    text = str(exc).strip()
+    lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
+    if not lines:
+        return type(exc).__name__
+    line = next((ln for ln in lines if prefer and prefer in ln), lines[0])
+    end = _SENTENCE_END.search(line)
+    quote = line[: end.end()] if end else line
+    if len(quote) > limit:
+        quote = quote[:limit].rsplit(None, 1)[0] if " " in quote[:limit] else quote[:limit]
+    return quote if quote == text else f"{quote} ..."

@@ -20,6 +20,7 @@ import torch
 from torch import Tensor
 
 from .errors import UserError
+from .paths import check_writable
 
 __all__ = ["DEFAULT_PIECE", "GRID_MAX", "SampleWriter", "check_raw_path", "piece_size", "sample_pieces"]
 
@@ -30,10 +31,13 @@ GRID_MAX = 1024
 
 
 def check_raw_path(raw: Path | None) -> None:
-    """A :class:`UserError` unless ``raw`` is ``None`` or a ``.pt`` / ``.npy`` path (the formats of
-    :class:`SampleWriter`)."""
-    if raw is not None and raw.suffix not in (".pt", ".npy"):
+    """A :class:`UserError` unless ``raw`` is ``None`` or a writable ``.pt`` / ``.npy`` path (the formats of
+    :class:`SampleWriter`; see :func:`gflowzoo.paths.check_writable`)."""
+    if raw is None:
+        return
+    if raw.suffix not in (".pt", ".npy"):
         raise UserError("--raw must end in .pt or .npy.")
+    check_writable(raw, "--raw")
 
 
 def piece_size(method: Any, piece: int = DEFAULT_PIECE) -> int:

@@ -84,6 +84,8 @@ def test_plugins_json():
         (["train", "fit-gaussian", "--set", "batch_size=many"], ["batch_size must be an integer"]),
         (["train", "fit-gaussian", "--set", "novalue"], ["--set expects key=value"]),
         (["train", "fit-gaussian", "--set", "kernel.sigmass=[1.0]"], ["kernel", "unknown option 'sigmass'"]),
+        (["train", "fit-gaussian", "--set", 'kernel={name="rbf", sigmas=[1,2}'],
+         ["--set 'kernel={name=\"rbf\", sigmas=[1,2}': the value is not valid TOML: Unclosed array"]),
         (["train", "fit-gaussian", "--preset", "huge"], ["Unknown preset 'huge'"]),
         (["train", "fit-gaussian", "--resume"], ["--resume needs --out"]),
         (["train", "fit-gaussian", "--device", "tpu"], ["Unknown device 'tpu'"]),
@@ -137,6 +139,147 @@ def test_train_then_sample(fit_registry, tmp_path):
     assert r.exit_code == 2 and "only run.* keys" in r.output
     r = invoke("train", "fit-gaussian", "--out", str(out), "--resume", "--steps", "5", "--no-progress")
     assert r.exit_code == 0 and "resuming" in r.output and (out / "checkpoints" / "step-00000005.pt").is_file()
+
+
+def _train_toy(out, *extra: str) -> None:
+    r = invoke("train", "fit-gaussian", "--dataset", "toy-8gaussians", "--out", str(out), "--steps", "2",
+               "--no-progress", "--set", "batch_size=8", "--set", "run.grid_size=16", *extra)
+    assert r.exit_code == 0, r.output
+
+
+def test_broken_inline_toml_is_not_taken_for_a_name(fit_registry, tmp_path):
+    r = invoke("train", "fit-gaussian", "--out", str(tmp_path / "run"), "--set", 'kernel={name="rbf", sigmas=[1,2}')
+    assert r.exit_code == 2 and "Unknown kernel" not in r.output
+    assert "(at character 25 of the value)" in r.output and not (tmp_path / "run").exists()
+
+
+def test_unwritable_output_paths_exit_2_before_any_work(fit_registry, tmp_path, monkeypatch):
+    import gflowzoo.cli
+    from gflowzoo.compare import Comparison
+
+    afile = tmp_path / "afile"
+    afile.write_text("not a folder")
+    for out, fragment in [(afile / "run", f"{afile} is a file, not a folder."),
+                          (afile, "it is a file, not a folder."),
+                          ("/proc/x", "no file can be created in /proc")]:
+        r = invoke("train", "fit-gaussian", "--out", str(out), "--steps", "1", "--no-progress")
+        assert r.exit_code == 2, r.output
+        assert f"Error: Cannot write the run directory {out}: {fragment}" in r.output
+    assert afile.read_text() == "not a folder"
+
+    run = tmp_path / "run"
+    _train_toy(run)
+
+    def no_work(*args, **kwargs):
+        raise AssertionError("work started before the output paths were checked")
+
+    monkeypatch.setattr(gflowzoo.cli, "load_run", no_work)
+    monkeypatch.setattr(Comparison, "run", no_work)
+    r = invoke("sample", str(run), "--raw", str(afile / "x.npy"))
+    assert r.exit_code == 2 and f"Cannot write --raw {afile / 'x.npy'}: {afile} is a file, not a folder." in r.output
+    r = invoke("sample", str(run), "--out", "/proc/x.png")
+    assert r.exit_code == 2 and "Cannot write --out /proc/x.png: no file can be created in /proc" in r.output
+    r = invoke("evaluate", str(afile))
+    assert r.exit_code == 2 and "not a gflowzoo run directory" in r.output
+    r = invoke("compare", "fit-gaussian", "--steps", "1", "--out", str(afile / "cmp"))
+    assert r.exit_code == 2 and f"Cannot write --out {afile / 'cmp'}: {afile} is a file" in r.output
+    monkeypatch.setenv("GFLOWZOO_CACHE", str(afile / "cache"))
+    r = invoke("extractor", "fit", "--dataset", "digits")
+    assert r.exit_code == 2 and f"Cannot write the extractor file {afile / 'cache'}" in r.output
+
+
+def test_evaluate_and_compare_check_the_run_directories_they_write_into(fit_registry, tmp_path, monkeypatch):
+    """A read-only run directory (simulated: root may write anywhere) stops evaluate before any sampling."""
+    import tempfile
+
+    import gflowzoo.cli
+    from gflowzoo.compare import Comparison
+
+    run = tmp_path / "run"
+    _train_toy(run)
+
+    def no_work(*args, **kwargs):
+        raise AssertionError("work started before the output paths were checked")
+
+    def read_only(*args, **kwargs):
+        raise OSError(30, "Read-only file system")
+
+    monkeypatch.setattr(gflowzoo.cli, "load_run", no_work)
+    monkeypatch.setattr(Comparison, "run", no_work)
+    monkeypatch.setattr(tempfile, "TemporaryFile", read_only)
+    r = invoke("evaluate", str(run))
+    assert r.exit_code == 2, r.output
+    assert f"Cannot write the run directory {run}: no file can be created in {run} (Read-only file system)." in r.output
+    r = invoke("compare", "--runs", str(run), "--out", str(tmp_path / "cmp"))
+    assert r.exit_code == 2 and "Read-only file system" in r.output
+
+
+def test_sample_names_the_checkpoint_and_warns_about_damaged_ones(fit_registry, tmp_path):
+    out = tmp_path / "run"
+    _train_toy(out, "--set", "run.checkpoint_every=1")
+    ckpts = out / "checkpoints"
+    r = invoke("sample", str(out), "--n", "4")
+    assert r.exit_code == 0 and f"checkpoint: {ckpts / 'step-00000002.pt'} (step 2)" in r.stdout, r.output
+    assert "warning" not in r.stderr
+    newest = ckpts / "step-00000002.pt"
+    newest.write_bytes(newest.read_bytes()[:50])
+    r = invoke("sample", str(out), "--n", "4")
+    assert r.exit_code == 0, r.output
+    assert f"checkpoint: {ckpts / 'step-00000001.pt'} (step 1)" in r.stdout
+    warnings = [line for line in r.stderr.splitlines() if line.strip()]
+    assert len(warnings) == 1, r.stderr  # one line, whatever the width
+    assert warnings[0].startswith(f"warning: skipped a damaged checkpoint: {newest} is truncated or corrupt (")
+    # a file that is not a checkpoint at all
+    notes = tmp_path / "notes.txt"
+    notes.write_text("my notes about this run\n")
+    r = invoke("sample", str(out), "--checkpoint", str(notes))
+    assert r.exit_code == 2 and f"{notes} is not a checkpoint file (not a torch archive)." in r.output
+
+
+def test_invalid_saved_config_names_the_file(fit_registry, tmp_path):
+    out = tmp_path / "run"
+    _train_toy(out)
+    good = (out / "config.toml").read_text()
+    assert "batch_size = 8" in good
+    r = invoke("sample", str(out), "--n", "4", "--set", "lrr=1")  # a bad --set is not blamed on the file
+    assert r.exit_code == 2 and "'lrr'" in r.output and "config.toml" not in r.output
+    (out / "config.toml").write_text(good.replace("batch_size = 8", 'batch_size = "eight"'))
+    for extra in ([], ["--set", "run.grid_size=4"]):
+        r = invoke("sample", str(out), "--n", "4", *extra)
+        assert r.exit_code == 2, r.output
+        assert f"Error: {out / 'config.toml'}: batch_size must be an integer; got 'eight'." in r.output
+    (out / "config.toml").write_text("batchsize = 3\n" + good)
+    r = invoke("sample", str(out), "--n", "4")
+    assert r.exit_code == 2 and f"{out / 'config.toml'}: Unknown config key 'batchsize'" in r.output
+
+
+def test_help_from_docstrings_renders_rest_markup_plainly():
+    import typer
+
+    from gflowzoo.cli import plain_help, plain_rst
+
+    assert plain_rst("Run ``gflowzoo list`` on a :class:`~gflowzoo.runs.RunDir` (:func:`gflowzoo.paths.x`).") == (
+        "Run `gflowzoo list` on a `RunDir` (`gflowzoo.paths.x`).")
+    demo = typer.Typer(rich_markup_mode=None)
+    sub = typer.Typer(help="Tools of the ``sub`` group.", rich_markup_mode=None)
+    demo.add_typer(sub, name="sub")
+
+    @demo.command("go")
+    def go() -> None:
+        """Write ``out.png`` (see :func:`gflowzoo.viz.save_samples`)."""
+
+    @sub.command("inner")
+    def inner() -> None:
+        """The ``inner`` command."""
+
+    plain_help(demo)
+    for args, text in [(["go", "--help"], "Write `out.png` (see `gflowzoo.viz.save_samples`)."),
+                       (["--help"], "Tools of the `sub` group."),
+                       (["sub", "inner", "--help"], "The `inner` command.")]:
+        r = runner.invoke(demo, args, env={"COLUMNS": "120"})
+        assert r.exit_code == 0 and text in r.output and "``" not in r.output, r.output
+    r = invoke("list", "kernel", "rbf")
+    assert r.exit_code == 0 and '`convention="std"`' in r.output and "``" not in r.output
 
 
 def test_error_messages_are_printed_verbatim(fit_registry, tmp_path):

@@ -150,6 +150,22 @@ def test_parse_value_and_sets():
         parse_sets(["a..b=1"])
 
 
+def test_set_value_that_opens_a_table_or_array_must_be_valid_toml():
+    assert parse_sets(['kernel={name="rbf", sigmas=[1, 2]}', "k = [1, 2]"]) == [
+        (["kernel"], {"name": "rbf", "sigmas": [1, 2]}), (["k"], [1, 2])]
+    with pytest.raises(ConfigError) as exc:
+        parse_sets(['kernel={name="rbf", sigmas=[1,2}'])
+    assert str(exc.value) == ("--set 'kernel={name=\"rbf\", sigmas=[1,2}': the value is not valid TOML: "
+                              "Unclosed array (at character 25 of the value).")
+    for item, message in [("a=[1, 2", "Unclosed array (at the end of the value)"),
+                          ("a={x=1", "Unclosed inline table (at the end of the value)"),
+                          ("a=[rbf]", "Invalid value")]:
+        with pytest.raises(ConfigError) as exc:
+            parse_sets([item])
+        assert str(exc.value).startswith(f"--set {item!r}: the value is not valid TOML: {message}")
+    assert parse_sets(["a=rbf{x"]) == [(["a"], "rbf{x")]  # other values still fall back to a bare string
+
+
 def test_load_toml_errors_name_the_file(tmp_path):
     with pytest.raises(ConfigError, match="not found"):
         load_toml(tmp_path / "missing.toml")

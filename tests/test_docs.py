@@ -68,6 +68,31 @@ def test_python_snippets_compile(page):
         compile(block, f"{page}[{i}]", "exec")
 
 
+def test_plugin_authoring_plugins_loaded_example_runs(tmp_path, monkeypatch):
+    """The plain test function of plugin-authoring.md section 5 passes as written, with the example plugin installed
+    (a fake dist-info naming its entry point)."""
+    from gflowzoo import plugins
+    from helpers_plugins import forget_modules, make_dist
+
+    example = DOCS / "example-plugin"
+    project = tomllib.loads((example / "pyproject.toml").read_text())["project"]
+    monkeypatch.syspath_prepend(str(example))
+    monkeypatch.syspath_prepend(str(make_dist(tmp_path, project["name"], project["version"],
+                                              project["entry-points"]["gflowzoo"])))
+    blocks = [b for b in code_blocks((DOCS / "plugin-authoring.md").read_text(), "python") if "plugins_loaded(" in b]
+    assert len(blocks) == 1
+    namespace: dict = {"__name__": "doc_plugin_authoring"}
+    try:
+        exec(compile(blocks[0], "plugin-authoring.md[plugins_loaded]", "exec"), namespace)
+        tests = [fn for name, fn in namespace.items() if name.startswith("test_")]
+        assert tests
+        for fn in tests:
+            fn()
+    finally:
+        plugins.reset()
+        forget_modules("gflowzoo_example")
+
+
 def test_plugin_hooks_examples_run():
     """The Python examples on plugin-hooks.md run as written (with the core only)."""
     text = (DOCS / "plugin-hooks.md").read_text()

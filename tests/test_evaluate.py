@@ -192,6 +192,25 @@ def test_evaluate_user_errors_exit_2_without_traceback(gauss, tmp_path):
     assert not list(img.glob("eval-*.json"))
 
 
+def test_evaluate_names_the_checkpoint_and_warns_about_damaged_ones(gauss, tmp_path):
+    run = tmp_path / "run"
+    assert invoke(gauss, "train", "gauss", "--dataset", "toy-8gaussians", "--steps", 4, "--out", run, "--set",
+                  "run.checkpoint_every=2", "--no-progress").exit_code == 0
+    newest = run / "checkpoints" / "step-00000004.pt"
+    newest.write_bytes(newest.read_bytes()[:60])
+    res = invoke(gauss, "evaluate", run, "--n", 50, "--metrics", "mmd")
+    assert res.exit_code == 0, res.output
+    used = run / "checkpoints" / "step-00000002.pt"
+    assert f"checkpoint: {used} (step 2)" in res.stdout
+    warnings = [line for line in res.stderr.splitlines() if line.startswith("warning:")]
+    assert len(warnings) == 1 and f"skipped a damaged checkpoint: {newest} is truncated or corrupt" in warnings[0]
+    res = invoke(gauss, "evaluate", run, "--n", 50, "--metrics", "mmd", "--json")
+    assert res.exit_code == 0
+    out = json.loads(res.stdout)  # the warning went to stderr: stdout stays JSON
+    assert out["protocol"]["run"]["checkpoint"] == str(used) and out["protocol"]["run"]["step"] == 2
+    assert "skipped a damaged checkpoint" in res.stderr
+
+
 def test_train_eval_every_logs_metrics_with_wall_clock(gauss, tmp_path):
     run = tmp_path / "run"
     res = invoke(gauss, "train", "gauss", "--dataset", "toy-8gaussians", "--steps", 40, "--eval-every", 20,

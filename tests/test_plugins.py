@@ -173,31 +173,91 @@ def test_failing_plugin_does_not_break_list(site, name, fragment):
         assert fragment in infos[name]["error"] and infos["good"]["error"] is None
 
 
-def test_two_plugins_registering_one_name_is_an_error_naming_both(site):
+def test_two_plugins_registering_one_name_first_one_keeps_it(site):
     from gflowzoo.cli import app
 
-    with plugins_loaded("good", "zclash") as state:
-        err = state.infos["zclash"].error
-        assert "registered by two plugins" in err and "'good'" in err and "'zclash'" in err
-        with pytest.raises(PluginError) as exc:
-            state.registry.get("kernel", "gfz-laplace")
-        assert "'good'" in str(exc.value) and "'zclash'" in str(exc.value)
-        assert "gfz-unique" in state.registry.names("kernel")  # the clashing plugin's other names still work
+    with plugins_loaded("good", "zclash") as state:  # loaded in entry-point name order: good, then zclash
+        assert state.infos["good"].status == "ok" and state.infos["zclash"].error is None
+        assert state.infos["zclash"].status == (
+            "clashes: kernel 'gfz-laplace' (already registered by good) was refused; its other components loaded")
+        assert state.registry.get("kernel", "gfz-laplace").plugin == "good"
+        assert state.registry.get("kernel", "gfz-unique").plugin == "zclash"  # its other names still work
         result = CliRunner().invoke(app, ["list", "kernel", "gfz-laplace"])
-        assert result.exit_code == 1 and "'good'" in result.output and "'zclash'" in result.output
+        assert result.exit_code == 0 and "(good 1.2.3)" in result.output, result.output
+        assert "plugin 'zclash' also registered this name; it was refused." in result.output
+        out = _list_json("kernel")
+        assert out["refused"] == [{"kind": "kernel", "name": "gfz-laplace", "plugin": "zclash", "owner": "good"}]
+        assert out["errors"] == []
 
 
-def test_builtin_name_clash_keeps_the_builtin(site):
+def test_builtin_name_clash_keeps_the_builtin_fully_usable(site, fit_registry):
+    from gflowzoo.cli import app
+    from gflowzoo.kernels import RBFKernel
+
     class Clash:
         @hookimpl
         def gflowzoo_register(self, register):
             register("kernel", "rbf", "x:Y", "a second rbf")
+            register("kernel", "clash-own", "gflowzoo.kernels:LinearKernel", "a kernel of its own")
 
     with plugins.temporary_plugin(Clash(), "clash-rbf") as state:
-        assert "'gflowzoo.builtin'" in state.infos["clash-rbf"].error
-        with pytest.raises(PluginError, match="clash-rbf"):
-            state.registry.get("kernel", "rbf")
+        info = state.infos["clash-rbf"]
+        assert info.error is None and info.status == (
+            "clashes: kernel 'rbf' (already registered by gflowzoo.builtin) was refused; its other components loaded")
+        entry = state.registry.get("kernel", "rbf")
+        assert entry.plugin == "gflowzoo.builtin" and entry.load() is RBFKernel
+        k = state.registry.create("kernel", {"name": "rbf", "sigmas": [2.0]})
+        assert type(k) is RBFKernel
+        assert state.registry.get("kernel", "clash-own").plugin == "clash-rbf"
+        # every method can use the built-in: a whole training run with kernel = "rbf" (fit-gaussian's default)
+        result = CliRunner().invoke(app, ["train", "fit-gaussian", "--dataset", "toy-8gaussians", "--steps", "1",
+                                          "--no-progress", "--set", "batch_size=8", "--out", str(site / "run")])
+        assert result.exit_code == 0, result.output
+        result = CliRunner().invoke(app, ["list", "kernel"], env={"COLUMNS": "200"})
+        assert result.exit_code == 0
+        assert "kernel rbf from plugin 'clash-rbf' refused: name taken by gflowzoo.builtin" in result.output
+        assert "failed" not in result.output
+        result = CliRunner().invoke(app, ["plugins"], env={"COLUMNS": "300"})
+        assert "clashes: kernel 'rbf' (already registered by gflowzoo.builtin) was refused" in result.output
+        infos = {i["name"]: i for i in json.loads(CliRunner().invoke(app, ["plugins", "--json"]).stdout)}
+        assert infos["clash-rbf"]["refused"] == [{"kind": "kernel", "name": "rbf", "owner": "gflowzoo.builtin"}]
     assert plugins.get_registry().get("kernel", "rbf").plugin == "gflowzoo.builtin"
+    assert plugins.get_registry().refused == []
+
+
+def test_registration_order_not_pluggy_order_decides_clashes(site):
+    """A plugin marked ``trylast`` comes first in pluggy's list; the built-in still keeps its name."""
+    class Late:
+        @hookimpl(trylast=True)
+        def gflowzoo_register(self, register):
+            register("kernel", "rbf", "x:Y", "a second rbf")
+
+    with plugins.temporary_plugin(Late(), "late-rbf") as state:
+        assert state.registry.get("kernel", "rbf").plugin == "gflowzoo.builtin"
+        assert [str(r) for r in state.infos["late-rbf"].refused] == [
+            "kernel 'rbf' (already registered by gflowzoo.builtin) was refused"]
+
+
+def test_load_plugins_env_name_matching_nothing_is_reported(site, monkeypatch):
+    from gflowzoo.cli import app
+
+    monkeypatch.setenv("GFLOWZOO_LOAD_PLUGINS", "good, gfz-goodd")
+    plugins.reset()
+    state = plugins.get_state()
+    assert "gfz-laplace" in state.registry.names("kernel")  # the valid name still loads
+    err = state.infos["gfz-goodd"].error
+    assert err.startswith("GFLOWZOO_LOAD_PLUGINS names 'gfz-goodd', which matches no installed plugin (installed: ")
+    assert "good" in err and "zclash" in err
+    result = CliRunner().invoke(app, ["plugins"], env={"COLUMNS": "400"})
+    assert result.exit_code == 0 and "which matches no installed plugin" in result.output
+    result = CliRunner().invoke(app, ["list", "kernel"], env={"COLUMNS": "400"})
+    assert result.exit_code == 0 and "GFLOWZOO_LOAD_PLUGINS names 'gfz-goodd'" in result.output
+    # an unknown component name then says that the variable limits loading
+    result = CliRunner().invoke(app, ["train", "gmmn"])
+    assert result.exit_code == 2, result.output
+    assert "Unknown method 'gmmn'" in result.output
+    assert "GFLOWZOO_LOAD_PLUGINS='good, gfz-goodd' limits which plugins load." in result.output
+    assert "Traceback" not in result.output
 
 
 def test_hookimpl_validation_error_is_reported(site):

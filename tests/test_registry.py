@@ -1,4 +1,4 @@
-"""The component registry: entries, lazy loading, specs, option validation, clashes."""
+"""The component registry: entries, lazy loading, specs, option validation, clashes (first come, first served)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from typing import Literal, Optional
 import pytest
 
 from gflowzoo.errors import ConfigError, PluginError, UserError
-from gflowzoo.registry import KINDS, Entry, Registrar, Registry, check_options, split_spec
+from gflowzoo.registry import KINDS, Entry, Refusal, Registrar, Registry, check_options, split_spec
 
 
 class Widget:
@@ -71,16 +71,35 @@ def test_invalid_registrations_are_plugin_errors():
         Registrar(reg, "p", None)("kernel", "", Widget)
 
 
-def test_clash_names_both_plugins_and_poisons_the_name():
+def test_clash_refuses_the_later_registration_and_keeps_the_first():
     reg = make_registry()
     second = Registrar(reg, "p2", "2.0")
     second("backbone", "widget", Widget)  # recorded, not raised: the plugin's hook goes on
     second("backbone", "gadget", Widget)
-    assert len(second.clashes) == 1 and reg.clashes == second.clashes
-    assert "'p1'" in str(second.clashes[0]) and "'p2'" in str(second.clashes[0])
+    assert len(second.clashes) == 1 and "'p1'" in str(second.clashes[0]) and "'p2'" in str(second.clashes[0])
+    assert reg.refused == second.refused == [Refusal("backbone", "widget", "p2", "p1")]
+    assert str(reg.refused[0]) == "backbone 'widget' (already registered by p1) was refused"
+    # the name stays with the first registration and stays fully usable; the clashing plugin's other names work
+    assert reg.get("backbone", "widget").plugin == "p1" and reg.create("backbone", "widget", size=3).size == 3
     assert reg.get("backbone", "gadget").plugin == "p2"
-    with pytest.raises(PluginError, match="registered by two plugins"):
-        reg.get("backbone", "widget")
+    reg.remove_plugin("p2")  # a plugin whose hook failed: its refusals go with its entries
+    assert reg.refused == [] and reg.names("backbone") == ["widget"]
+
+
+def test_unknown_name_mentions_load_plugins_selection(monkeypatch):
+    reg = make_registry()
+    monkeypatch.delenv("GFLOWZOO_LOAD_PLUGINS", raising=False)
+    with pytest.raises(UserError) as exc:
+        reg.get("backbone", "gizmo")
+    assert "GFLOWZOO_LOAD_PLUGINS" not in str(exc.value)
+    monkeypatch.setenv("GFLOWZOO_LOAD_PLUGINS", "dmmd")
+    with pytest.raises(UserError) as exc:
+        reg.get("backbone", "gizmo")
+    assert str(exc.value).endswith("Valid backbone names: widget. GFLOWZOO_LOAD_PLUGINS='dmmd' limits which "
+                                   "plugins load.")
+    with pytest.raises(UserError) as exc:  # not for kinds: no plugin adds one
+        reg.get("gizmos", "x")
+    assert "GFLOWZOO_LOAD_PLUGINS" not in str(exc.value)
 
 
 def test_string_targets_are_imported_lazily(tmp_path, monkeypatch):

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from gflowzoo.errors import CheckpointError, UserError
-from gflowzoo.runs import FORMAT, RunDir, atomic_write_bytes, load_checkpoint
+from gflowzoo.runs import FORMAT, RunDir, atomic_write_bytes, load_checkpoint, quote_error
 
 
 def _payload(value: float, method: str = "fit-gaussian") -> dict:
@@ -99,6 +99,53 @@ def test_plain_pickle_file_is_refused(tmp_path):
     with pytest.raises(CheckpointError):
         load_checkpoint(path)
     assert not marker.exists()
+
+
+def test_file_that_is_not_a_torch_archive_is_told_apart(tmp_path):
+    notes = tmp_path / "notes.txt"
+    notes.write_text("hello: these are my notes on the run\n")
+    with pytest.raises(CheckpointError) as exc:
+        load_checkpoint(notes)
+    assert str(exc.value) == f"{notes} is not a checkpoint file (not a torch archive)."
+    empty = tmp_path / "empty.pt"
+    empty.write_bytes(b"")
+    with pytest.raises(CheckpointError, match="truncated or corrupt"):
+        load_checkpoint(empty)
+    # a real pickle with a foreign object is still the refusal, quoting torch's reason rather than its preamble
+    foreign = tmp_path / "foreign.pt"
+    torch.save({"x": _RunsCode(tmp_path / "pwned3")}, foreign)
+    with pytest.raises(CheckpointError) as exc:
+        load_checkpoint(foreign)
+    assert "holds objects other than tensors" in str(exc.value) and "GLOBAL" in str(exc.value)
+
+
+def test_quoted_errors_are_cut_at_a_sentence_or_word_end():
+    torch_like = RuntimeError("PytorchStreamReader failed reading zip archive: failed finding central directory. "
+                              "This is an internal miniz error. If you are seeing this error, there is a high "
+                              "likelihood that your checkpoint file is corrupted.")
+    assert quote_error(torch_like) == ("PytorchStreamReader failed reading zip archive: failed finding central "
+                                       "directory. ...")
+    assert quote_error(ValueError("short and whole")) == "short and whole"
+    assert quote_error(ValueError("first line\nsecond line")) == "first line ..."
+    assert quote_error(KeyError()) == "KeyError"
+    run_on = ValueError("word " * 100)
+    quoted = quote_error(run_on, limit=42)
+    assert quoted == "word word word word word word word word ..."
+    picked = pickle.UnpicklingError("Weights only load failed. Long preamble.\n\nTrying to load unsupported GLOBAL "
+                                    "posix.system whose module posix is blocked.\n\nCheck the documentation.")
+    assert quote_error(picked, prefer="GLOBAL") == (
+        "Trying to load unsupported GLOBAL posix.system whose module posix is blocked. ...")
+
+
+def test_truncated_checkpoint_message_quotes_whole_sentences(tmp_path):
+    run = RunDir(tmp_path / "run")
+    path = run.save_checkpoint(_payload(1.0), step=1)
+    path.write_bytes(path.read_bytes()[:80])
+    with pytest.raises(CheckpointError) as exc:
+        load_checkpoint(path)
+    reason = str(exc.value).split(" is truncated or corrupt (", 1)[1]
+    assert reason.endswith(". ...).") or reason.endswith(".)."), reason  # a whole sentence, never cut mid-word
+    assert "\n" not in str(exc.value)
 
 
 def test_not_a_gflowzoo_checkpoint(tmp_path):

@@ -34,8 +34,9 @@ def build_app() -> typer.Typer:
         ] = "max",
         seed: Annotated[int, typer.Option("--seed", help="Seed of the initial particles.")] = 0,
     ) -> None:
-        """The 1-D experiment of notes/dmmd.md section 7: MMD flow from N(mu0, 1) to N(0, 1) with fixed kernel widths
-        {0.1, 1, 3, 10} vs the adaptive width a*; plots |mean| against the iteration (log scale)."""
+        """The 1-D adaptive-kernel experiment (docs/dmmd.md, section "The Gaussian demo"): MMD flow from N(mu0, 1)
+        to N(0, 1) with fixed kernel widths {0.1, 1, 3, 10} vs the adaptive width a*; plots |mean| against the
+        iteration (log scale)."""
         from gflowzoo.errors import UserError
 
         from .gaussian_demo import first_below, plot_curves, run_gaussian_demo

@@ -1,4 +1,5 @@
-"""The 1-D adaptive-kernel experiment (notes/dmmd.md section 7, the phenomenon behind Prop. 3.1 / Fig. 3).
+"""The 1-D adaptive-kernel experiment (the phenomenon behind Prop. 3.1 / Fig. 3; docs/dmmd.md, section "The Gaussian
+demo").
 
 Target ``P = N(0, 1)``; ``n`` particles start from ``N(mu0, 1)``; an Euler MMD gradient flow with the Gaussian kernel
 ``k_a(x, y) = exp(-(x - y)^2 / (2a))``, ``a = alpha^2``, moves every particle up the witness::
@@ -11,8 +12,8 @@ Fixed widths ``alpha`` are compared with an **adaptive** width ``a_n = a*(Delta_
 
     a*(Delta, s^2) = [ -s^2 + Delta^2 + sqrt((Delta^2 - s^2)^2 + 8 s^4) ] / 4          (d = 1)
 
-maximises the pull ``|d/dz E_P k_a(z, X)|`` felt at distance ``Delta`` from the target mean (the closed form of
-notes/dmmd.md section 7, derived there for the centre of Q). The distance is a choice (``distance``):
+maximises the pull ``|d/dz E_P k_a(z, X)|`` felt at distance ``Delta`` from the target mean (a closed form derived
+for the centre of Q). The distance is a choice (``distance``):
 
 * ``"max"`` (default): ``Delta_n = max_i |z_i - mu_P|``, the particle farthest from P. The kernel stays wide until
   the last particle has arrived.
@@ -38,7 +39,7 @@ FIXED_WIDTHS = (0.1, 1.0, 3.0, 10.0)
 
 def a_star(delta: float, s2: float = 1.0, d: int = 1) -> float:
     """The squared width ``a = alpha^2`` maximising the target pull at distance ``delta`` from the mean of
-    ``P = N(mu, s2 I_d)`` (notes/dmmd.md section 7):
+    ``P = N(mu, s2 I_d)`` (docs/dmmd.md, section "The Gaussian demo"):
     ``[(d-2)s2 + delta^2 + sqrt(((d-2)s2 + delta^2)^2 + 8 d s2^2)] / 4``."""
     b = (d - 2) * s2 + delta * delta
     return (b + math.sqrt(b * b + 8 * d * s2 * s2)) / 4.0
