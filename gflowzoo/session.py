@@ -36,24 +36,11 @@ class RunSpec:
 
 
 def apply_threads() -> None:
-    """Honour ``GFLOWZOO_THREADS`` (set by ``gflowzoo --threads N``): the number of CPU threads torch uses.
+    """Set torch's CPU thread count: ``gflowzoo --threads N`` / ``GFLOWZOO_THREADS``, else the cores other processes
+    leave free (:mod:`gflowzoo.threads`)."""
+    from . import threads
 
-    On a small shared CPU, one thread is often several times faster than torch's default for the small networks of
-    the CPU presets (threads of competing processes spin against each other)."""
-    import os
-
-    import torch
-
-    raw = os.environ.get("GFLOWZOO_THREADS", "").strip()
-    if not raw:
-        return
-    try:
-        n = int(raw)
-    except ValueError:
-        raise UserError(f"GFLOWZOO_THREADS must be a positive integer; got {raw!r}.") from None
-    if n < 1:
-        raise UserError(f"GFLOWZOO_THREADS must be a positive integer; got {raw!r}.")
-    torch.set_num_threads(n)
+    threads.configure()
 
 
 def resolve_device(device: str) -> str:

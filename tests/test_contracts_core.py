@@ -228,3 +228,46 @@ def test_contracts_catch_broken_components(contract, attrs, test):
         kwargs = {"dtype": torch.float64} if test == "test_dtype_and_device_follow_input" else {}
         with pytest.raises(AssertionError):
             getattr(case, test)(state.registry, **kwargs)
+
+
+class _Forgetful(helpers_method.FitGaussian):
+    """Trains like fit-gaussian, but its checkpoint holds nothing: a rebuilt method restarts from the initial state."""
+
+    def state_dict(self):
+        return {}
+
+    def load_state_dict(self, state):
+        pass
+
+
+class _ForgetfulPlugin:
+    @hookimpl
+    def gflowzoo_register(self, register):
+        register("method", "bad-forgetful", _Forgetful, "state_dict() is empty")
+
+
+def test_method_contract_catches_a_checkpoint_that_loses_the_trained_state(tmp_path):
+    """The state-dict checks pass a method whose state_dict() is {} (they compare two empty dicts); the check that a
+    method rebuilt from the checkpoint samples like the trained one does not."""
+    case = type("Case", (MethodContract,), {"method_name": "bad-forgetful", "sets": ["batch_size=16"]})()
+    with contract_plugins((), _ForgetfulPlugin(), "bad-forgetful-plugin") as state:
+        spec, method, result = case.train_run(state.registry, tmp_path / "run", 2)
+        trained = {"path": tmp_path / "run", "spec": spec, "method": method, "result": result}
+        case.test_checkpoint_loads_weights_only(state.registry, trained)  # the hole: these pass
+        case.test_resume_equals_straight_run(state.registry, tmp_path)
+        with pytest.raises(AssertionError, match="samples like an untrained one"):
+            case.test_checkpoint_restores_the_trained_method(state.registry, trained)
+
+
+def test_testing_exports_are_the_contracts_exports():
+    """``gflowzoo.testing`` re-exports (lazily) exactly ``gflowzoo.testing.contracts.__all__``, and that list names
+    every contract class."""
+    import gflowzoo.testing as testing
+    from gflowzoo.testing import contracts
+
+    assert sorted(testing._CONTRACTS) == sorted(contracts.__all__)
+    defined = {name for name, obj in vars(contracts).items()
+               if isinstance(obj, type) and obj.__module__ == contracts.__name__ and name.endswith("Contract")}
+    assert defined <= set(contracts.__all__), defined - set(contracts.__all__)
+    for name in contracts.__all__:
+        assert getattr(testing, name) is getattr(contracts, name)

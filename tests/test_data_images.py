@@ -415,6 +415,52 @@ def test_imagefolder_mixed_sizes_rgb_and_size_suffix(tmp_path):
         assert img[0, 5, 5] == img[1, 5, 5] == img[2, 5, 5]
 
 
+def test_imagefolder_says_what_it_decided_once(tmp_path, capsys):
+    """Loading a mixed folder says the chosen size and channels and why, and what was skipped: once per process
+    (both splits), and again from beside the cache when a later process loads it from there."""
+    from gflowzoo.data import folders
+
+    folder = tmp_path / "mixed"
+    folder.mkdir()
+    for i in range(5):
+        Image.fromarray(np.full((28, 28), i, np.uint8), mode="L").save(folder / f"g{i}.png")
+    for i in range(2):
+        Image.fromarray(np.full((64, 64, 3), i, np.uint8)).save(folder / f"c{i}.png")
+    Image.fromarray(np.full((20, 30, 4), 9, np.uint8), mode="RGBA").save(folder / "wide.png")
+    (folder / "a.txt").write_text("x")
+    (folder / "b.doc").write_text("x")
+    (folder / ".hidden.txt").write_text("x")  # hidden: not counted
+    expected = (
+        f"gflowzoo: imagefolder {folder.resolve()}: 8 images, sizes 28x28 (5), 64x64 (2), 30x20 (1) -> resized to "
+        "64x64 (mixed sizes: the default); non-square images cut to their largest centred square; "
+        "modes L (5), RGB (2), RGBA (1) -> 3 channels (not every image is grey); alpha dropped; "
+        "2 files skipped (not images: a.txt, b.doc)"
+    )
+    train = imagefolder(tmp_path, "train", arg=str(folder))
+    test = imagefolder(tmp_path, "test", arg=str(folder))
+    assert train.shape == test.shape == (3, 64, 64)
+    assert capsys.readouterr().err.splitlines() == [expected]  # one line for both splits
+
+    folders._TOLD.clear()  # a new process: served from the cache, the same line
+    imagefolder(tmp_path, "train", arg=str(folder))
+    assert capsys.readouterr().err.splitlines() == [expected]
+    assert len(list((tmp_path / ".gflowzoo-cache").glob("imagefolder-*.about.txt"))) == 2
+
+    sized = imagefolder(tmp_path, "train", arg=f"{folder}@28")
+    assert sized.shape == (3, 28, 28)
+    assert "-> resized to 28x28 (@28)" in capsys.readouterr().err
+
+    grey = tmp_path / "grey"
+    grey.mkdir()
+    for i in range(3):
+        Image.fromarray(np.full((16, 16), i, np.uint8), mode="L").save(grey / f"{i}.png")
+    assert imagefolder(tmp_path, "train", arg=str(grey)).shape == (1, 16, 16)
+    assert capsys.readouterr().err.splitlines() == [
+        f"gflowzoo: imagefolder {grey.resolve()}: 3 images, sizes 16x16 (3) -> kept at 16x16 (one square size); "
+        "modes L (3) -> 1 channel (all grey)"
+    ]
+
+
 def test_imagefolder_relative_to_data_root(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     (tmp_path / "root" / "pics").mkdir(parents=True)

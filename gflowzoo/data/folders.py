@@ -18,12 +18,15 @@ described in :mod:`gflowzoo.data.images`.
   own when all share one square size, else 64. Grey (1 channel) when every image is grey, else RGB. Splits: ``test``
   is a fixed 5% (``round(0.05 N)``, at least 1) of the files: those with the smallest SHA-1 of their path relative
   to PATH, so a file keeps its split when others are added; ``train`` is all the others. A relative PATH is looked
-  up in the working directory first, then under the data root.
+  up in the working directory first, then under the data root. Loading says what was decided and why, once per
+  process, on stderr (:func:`describe_folder`; kept beside the decoded cache so that a cached load says it too).
 """
 
 from __future__ import annotations
 
 import hashlib
+import os
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -31,7 +34,7 @@ import numpy as np
 from ..errors import DataError
 from .base import ArrayImages
 from .images import (
-    IMAGE_SUFFIXES, Preprocess, cache_key, decode_cached, fingerprint, header, is_grey, note, scan_images,
+    IMAGE_SUFFIXES, Preprocess, cache_file, cache_key, decode_cached, fingerprint, header, is_grey, note, scan_images,
 )
 
 CELEBA_CROP = 140
@@ -184,6 +187,63 @@ def _held_out(files: list[Path], folder: Path) -> set[Path]:
     return set(ranked[: max(1, round(TEST_FRACTION * len(files)))])
 
 
+def _not_images(folder: Path) -> list[Path]:
+    """The visible files under ``folder`` that :func:`~gflowzoo.data.images.scan_images` leaves out (no image
+    suffix), sorted; hidden files and folders are not counted."""
+    found = []
+    for dirpath, dirnames, filenames in os.walk(folder, followlinks=True):
+        dirnames[:] = [d for d in dirnames if not d.startswith(".")]
+        found += [Path(dirpath, n) for n in filenames
+                  if not n.startswith(".") and not n.lower().endswith(IMAGE_SUFFIXES)]
+    return sorted(found, key=lambda p: p.relative_to(folder).as_posix())
+
+
+def _counted(counts: Counter, shown: int = 3) -> str:
+    """``"28x28 (100), 64x64 (20)"``: the most common values with their counts, then how many others."""
+    top = counts.most_common(shown)
+    text = ", ".join(f"{value} ({n})" for value, n in top)
+    return text + (f" and {len(counts) - shown} more" if len(counts) > shown else "")
+
+
+def describe_folder(folder: Path, heads: list[tuple[str, tuple[int, int]]], prep: Preprocess, size: int | None,
+                    skipped: list[Path]) -> str:
+    """What :func:`imagefolder` decided and why, in one line, from every image's ``(mode, (width, height))``::
+
+        imagefolder /x: 120 images, sizes 28x28 (100), 64x64 (20) -> resized to 64x64 (mixed sizes: the default);
+        modes L (100), RGB (20) -> 3 channels (not every image is grey); 2 files skipped (not images: a.txt, b.doc)
+    """
+    sizes = Counter(f"{w}x{h}" for _, (w, h) in heads)
+    side = f"{prep.size}x{prep.size}"
+    kept = sizes.keys() == {side}  # every image already has the chosen size: no resize
+    if size is not None:
+        why = f"{'kept at' if kept else 'resized to'} {side} (@{size})"
+    elif kept:
+        why = f"kept at {side} (one square size)"
+    else:
+        why = f"resized to {side} ({'mixed sizes' if len(sizes) > 1 else 'not square'}: the default)"
+    crop = "; non-square images cut to their largest centred square" if any(w != h for _, (w, h) in heads) else ""
+    modes = Counter(mode for mode, _ in heads)
+    colour = "1 channel (all grey)" if prep.mode == "L" else "3 channels (not every image is grey)"
+    alpha = "; alpha dropped" if any(m in ("RGBA", "LA", "PA", "La", "RGBa") for m in modes) else ""
+    text = (f"imagefolder {folder}: {len(heads)} images, sizes {_counted(sizes)} -> {why}{crop}; "
+            f"modes {_counted(modes)} -> {colour}{alpha}")
+    if skipped:
+        names = ", ".join(p.relative_to(folder).as_posix() for p in skipped[:3])
+        more = f" and {len(skipped) - 3} more" if len(skipped) > 3 else ""
+        text += f"; {len(skipped)} file{'s' if len(skipped) > 1 else ''} skipped (not images: {names}{more})"
+    return text
+
+
+#: Lines :func:`imagefolder` has shown in this process (each is shown once, whichever split loads first).
+_TOLD: set[str] = set()
+
+
+def _tell(message: str) -> None:
+    if message and message not in _TOLD:
+        _TOLD.add(message)
+        note(message)
+
+
 def imagefolder(root: Path, split: str = "train", arg: str = "") -> ArrayImages:
     """Every image under a folder (see the module docstring for size, colour and splits)."""
     if split not in ("train", "test"):
@@ -206,6 +266,8 @@ def imagefolder(root: Path, split: str = "train", arg: str = "") -> ArrayImages:
     test = _held_out(files, folder)
     chosen = [p for p in files if (p in test) == (split == "test")]
 
+    decided: list[str] = []
+
     def infer() -> Preprocess:
         heads = [header(p) for p in files]  # over the whole folder, so both splits agree
         mode = "L" if all(is_grey(m) for m, _ in heads) else "RGB"
@@ -214,8 +276,20 @@ def imagefolder(root: Path, split: str = "train", arg: str = "") -> ArrayImages:
         if side is None:
             only = next(iter(sizes))
             side = only[0] if len(sizes) == 1 and only[0] == only[1] else DEFAULT_SIZE
-        return Preprocess(side, mode)
+        prep = Preprocess(side, mode)
+        decided.append(describe_folder(folder, heads, prep, size, _not_images(folder)))
+        return prep
 
     key = cache_key("imagefolder", split, size, fingerprint(files))
     arr = decode_cached("imagefolder", split, Path(root), key, chosen, lambda p: p, str, infer)
+    # the decision is made when decoding; a cached load repeats what was said then, from beside the cache file
+    about = cache_file(Path(root), "imagefolder", split, key).with_suffix(".about.txt")
+    try:
+        if decided:
+            about.write_text(decided[0] + "\n")
+        elif about.is_file():
+            decided.append(about.read_text().strip())
+    except OSError:
+        pass  # only the message is lost
+    _tell(decided[0] if decided else "")
     return ArrayImages(arr, f"imagefolder:{arg}", split)

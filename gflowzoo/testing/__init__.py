@@ -44,7 +44,6 @@ def plugins_loaded(*names: str) -> Iterator[PluginState]:
         reset()
 
 
-
 def method_builder(registry, *, preset: str = "cpu-quick", seed: int = 0):
     """A ``build(method, dataset, *sets, data=None)`` helper for plugin tests: resolves the config exactly like
     ``gflowzoo train --preset PRESET --set ...`` and returns the method on the CPU, with the global seed set."""
@@ -61,6 +60,9 @@ def method_builder(registry, *, preset: str = "cpu-quick", seed: int = 0):
     return build
 
 
+#: The names of :mod:`gflowzoo.testing.contracts` re-exported here, loaded on first use: exactly its ``__all__``
+#: (written out so that ``import gflowzoo.testing`` does not import torch; ``tests/test_contracts_core.py`` checks
+#: that the two lists agree).
 _CONTRACTS = (
     "BackboneContract",
     "DatasetContract",
@@ -72,6 +74,7 @@ _CONTRACTS = (
     "ScheduleContract",
     "assert_states_equal",
     "contract_plugins",
+    "devices",
 )
 
 

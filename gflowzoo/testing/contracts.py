@@ -44,6 +44,7 @@ __all__ = [
     "KernelContract",
     "MethodContract",
     "PluginContractBase",
+    "ScheduleContract",
     "assert_states_equal",
     "contract_plugins",
     "devices",
@@ -617,7 +618,13 @@ class MethodContract(PluginContractBase):
     """Contract of a ``method``, using the real :func:`gflowzoo.session.resolve`, :func:`build_method` and
     :func:`gflowzoo.trainer.train`: a 2-step run writes config.toml, a checkpoint (loadable with
     ``weights_only=True``), metrics.jsonl and a final grid; 2 steps + resume to 4 equal 4 steps straight;
-    ``sample`` has the right shape, is finite and deterministic; the saved config resolves back to itself.
+    a method rebuilt from the checkpoint samples like the trained one (and, where training changed the samples, unlike
+    an untrained one); ``sample`` has the right shape, is finite and deterministic; the saved config resolves back to
+    itself.
+
+    The checks on ``state_dict`` alone (resume equivalence, the weights-only round trip) compare state dicts with
+    each other, so a ``state_dict`` that leaves the trained state out (``{}``) passes them: both sides are empty.
+    :meth:`test_checkpoint_restores_the_trained_method` compares what the method *does* instead.
 
     Put whatever makes the method tiny into :attr:`sets` (``["batch_size=16", "backbone.width=8"]``)."""
 
@@ -716,6 +723,28 @@ class MethodContract(PluginContractBase):
         fresh = build_method(method_registry, trained["spec"], "cpu")
         fresh.load_state_dict(payload["state"])
         assert_states_equal(fresh.state_dict(), trained["method"].state_dict(), atol=0.0)
+
+    def test_checkpoint_restores_the_trained_method(self, method_registry: Any, trained: dict[str, Any]) -> None:
+        """A method rebuilt from the final checkpoint samples exactly like the trained method (same seed); where
+        training changed the samples (an untrained method samples differently), it does not sample like an untrained
+        one. Catches a ``state_dict``/``load_state_dict`` pair that loses the trained state."""
+        from ..runs import RunDir, load_checkpoint
+        from ..session import build_method
+
+        spec = trained["spec"]
+        payload = load_checkpoint(RunDir(trained["path"]).checkpoints()[-1], self.method_name)
+        rebuilt = build_method(method_registry, spec, "cpu")
+        rebuilt.load_state_dict(payload["state"])
+        untrained = build_method(method_registry, spec, "cpu")
+        n = self.n_samples
+        x_trained, x_rebuilt, x_untrained = (m.sample(n, _gen(11)) for m in (trained["method"], rebuilt, untrained))
+        if not torch.equal(x_trained, x_untrained):  # training changed something: the checkpoint must hold it
+            assert not torch.equal(x_rebuilt, x_untrained), (
+                "the method rebuilt from the checkpoint samples like an untrained one: state_dict() or "
+                "load_state_dict() loses the trained state"
+            )
+        torch.testing.assert_close(x_rebuilt, x_trained, rtol=0, atol=0,
+                                   msg="the method rebuilt from the checkpoint samples unlike the trained one")
 
     def test_sample(self, trained: dict[str, Any]) -> None:
         method = trained["method"]
