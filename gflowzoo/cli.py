@@ -11,6 +11,7 @@ import functools
 import inspect
 import json
 import re
+import shlex
 import sys
 from pathlib import Path
 from typing import Annotated, Any, Optional
@@ -20,7 +21,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from .errors import ConfigError, GflowzooError, UserError, unknown_name
+from .errors import CheckpointError, ConfigError, GflowzooError, UserError, unknown_name
 from .paths import check_writable
 from .registry import KINDS
 
@@ -40,7 +41,7 @@ err_console = Console(stderr=True)
 def _root(
     threads: Annotated[
         Optional[int],
-        typer.Option("--threads", min=1, help="CPU threads for torch (also $GFLOWZOO_THREADS); default: torch's own."),
+        typer.Option("--threads", min=1, help="CPU threads for torch (also $GFLOWZOO_THREADS); default: the cores other processes leave free, re-checked as the run goes."),
     ] = None,
 ) -> None:
     """A zoo of kernel-discrepancy generative models: MMD gradient flows (DMMD) and MMD GANs."""
@@ -316,7 +317,13 @@ def _prepare_training(reg: Any, method: str, dataset: Optional[str], config: Opt
     if resume:
         if out is None:
             raise UserError("--resume needs --out RUN_DIR (the run to continue).")
-        run = RunDir(out).require()
+        run = RunDir(out)
+        if not run.path.exists():
+            raise UserError(f"Run directory not found: {out}. To start a new run there, leave out --resume.")
+        if run.is_blank():  # empty, or what a run killed before it wrote its configuration leaves
+            raise UserError(f"{out} holds no run to continue (no config.toml: none was started there, or it was "
+                            "stopped before it wrote its configuration); start it without --resume.")
+        run.require()
         saved = run.read_config()
         if saved.get("method") != method:
             raise UserError(f"{out} is a run of method {saved.get('method')!r}, not {method!r}.")
@@ -335,15 +342,39 @@ def _prepare_training(reg: Any, method: str, dataset: Optional[str], config: Opt
         if run is None:
             run = RunDir(default_run_dir(method, spec.dataset))
         check_writable(run.path, "the run directory", folder=True)
-        if run.exists() or (run.path.exists() and any(run.path.iterdir())):
+        if run.exists():
             raise UserError(f"{run.path} already exists and is not empty. Use --resume to continue it, or another --out.")
+        if not run.is_blank():  # empty folders and an empty log (a run killed at its start) are no loss
+            raise UserError(f"{run.path} already exists, is not empty and holds no gflowzoo run (no config.toml). "
+                            "Use another --out.")
     return spec, run
 
 
-def _load_resume_payload(run: Any, spec: Any) -> dict[str, Any]:
+def _no_checkpoint_error(run: Any, method: str, exc: Any) -> CheckpointError:
+    """The error for a run without a checkpoint that loads (a :class:`~gflowzoo.runs.NoCheckpoint`), with the
+    command that continues it."""
+    resume = f"`gflowzoo train {method} --out {shlex.quote(str(run.path))} --resume`"
+    if not exc.damaged:
+        return CheckpointError(f"{run.path} has no checkpoint yet (it was stopped before its first one); "
+                               f"continue it with {resume}.")
+    return CheckpointError(f"Every checkpoint of {run.path} is damaged ({'; '.join(exc.damaged)}); move them out of "
+                           f"{run.checkpoint_dir}, then start the run again from step 0 with {resume}.")
+
+
+def _load_resume_payload(run: Any, spec: Any) -> dict[str, Any] | None:
+    """The checkpoint to resume from, or ``None`` (start from step 0) when the run has none yet."""
+    from .runs import NoCheckpoint
     from .trainer import check_resume_target
 
-    path, payload = run.latest_checkpoint(spec.method)
+    run.remove_temp_files()  # what a kill in the middle of a write left
+    if not run.checkpoints():
+        console.print(f"{run.path} has no checkpoint yet (killed before its first one?): starting it from step 0 "
+                      "with its saved configuration.", highlight=False, soft_wrap=True)
+        return None
+    try:
+        path, payload = run.latest_checkpoint(spec.method)
+    except NoCheckpoint as exc:
+        raise _no_checkpoint_error(run, spec.method, exc) from None
     for skipped in payload.get("skipped", []):
         err_console.print(f"[yellow]skipped a damaged checkpoint:[/] {skipped}", highlight=False)
     check_resume_target(spec, payload)
@@ -418,7 +449,7 @@ def load_run(run_dir: Path, sets: list[str] | None = None, device: str | None = 
     An invalid value in the run's ``config.toml`` is a :class:`ConfigError` naming the file."""
     from . import distributed as dist
     from .data import DataHandle
-    from .runs import RunDir, load_checkpoint
+    from .runs import NoCheckpoint, RunDir, load_checkpoint
     from .session import build_method, resolve, resolve_device
 
     state = _state()
@@ -447,7 +478,10 @@ def load_run(run_dir: Path, sets: list[str] | None = None, device: str | None = 
     if checkpoint is not None:
         path, payload = Path(checkpoint), load_checkpoint(checkpoint, method)
     else:
-        path, payload = run.latest_checkpoint(method)
+        try:
+            path, payload = run.latest_checkpoint(method)
+        except NoCheckpoint as exc:
+            raise _no_checkpoint_error(run, method, exc) from None
         if dist.is_main():
             for skipped in payload.get("skipped", []):
                 err_console.print(f"[yellow]warning:[/] skipped a damaged checkpoint: {escape(skipped)}",
@@ -494,7 +528,8 @@ def sample_cmd(
     import torch
 
     from . import distributed as dist
-    from .sampling import SampleWriter, check_raw_path, sample_pieces
+    from .progress import SampleProgress, track_pieces
+    from .sampling import SampleWriter, check_raw_path, piece_size, sample_pieces
     from .viz import save_samples
 
     if n < 1:
@@ -517,8 +552,13 @@ def sample_cmd(
     else:  # one process: batch by batch; n <= batch is exactly method.sample(n, Generator().manual_seed(seed))
         pieces = sample_pieces(method, n, torch.Generator().manual_seed(seed), batch)
     writer = SampleWriter(n, tuple(method.data.shape), method.data.kind, raw)
-    for x in pieces:
-        writer.add(x)
+    # a bar over the samples drawn (on stderr; a plain line at intervals when it is not a terminal)
+    with SampleProgress(f"sample {spec.method}", console=err_console, transient=True) as bar:
+        bar.start(n)
+        if dist.world() == 1:
+            pieces = track_pieces(pieces, n, piece_size(method, batch), bar.update)
+        for x in pieces:
+            writer.add(x)
     writer.close()
     out = out or _default_sample_png(run_dir, seed)
     path = save_samples(writer.kept(), method.data, out, title=f"{spec.method} samples")

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated, Any, Optional
+from typing import Annotated, Optional
 
 import typer
 from rich.table import Table
@@ -88,34 +88,22 @@ def evaluate_cmd(
 ) -> None:
     """Sample from a trained run, compute metrics, print them and write RUN_DIR/eval-<protocol-key>.json (numbers
     plus the whole protocol: sample count, extractor and its weights hash, reference, seed, sampler settings)."""
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
     from .evaluate import evaluate_run
+    from .progress import SampleProgress
     from .runs import RunDir
 
     if n is not None and n < 2:
         raise UserError("--n must be at least 2.")
     run = RunDir(run_dir).require()
     check_writable(run.path, "the run directory", folder=True)  # eval-<key>.json goes there; before any work
-    state: dict[str, Any] = {}
-    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                  console=err_console, transient=True, disable=as_json) as prog:
-        def ready(ev: Any) -> None:
-            state.update(total=len(ev.stages()), done=0)
-            state["task"] = prog.add_task("evaluate", total=state["total"])
-
-        def stage(name: str) -> None:  # called as each step starts
-            if "task" in state:
-                prog.update(state["task"], completed=state["done"], description=f"evaluate: {name}")
-                state["done"] += 1
-
+    # a bar over the samples drawn (then the metric being computed), on stderr; plain lines when not a terminal
+    with SampleProgress("evaluate", console=err_console, transient=True, enabled=not as_json) as bar:
         res, path = evaluate_run(
             run_dir, metrics=_metric_list(metrics), n=n, seed=seed, extractor=extractor,
             extractor_weights=str(extractor_weights) if extractor_weights else None, ref_split=ref_split, sets=sets,
-            device=device, fit_extractor=fit_extractor, say=_say, on_stage=stage, evaluator_ready=ready,
+            device=device, fit_extractor=fit_extractor, say=_say, on_stage=bar.stage,
+            evaluator_ready=lambda ev: bar.start(ev.n), on_progress=bar.update,
         )
-        if "task" in state:
-            prog.update(state["task"], completed=state["total"])
     if res is None:  # a rank other than 0 of a multi-process evaluation: rank 0 reports
         return
     if as_json:
@@ -148,7 +136,8 @@ def compare_cmd(
     methods: Annotated[Optional[list[str]], typer.Argument(help="Methods to train and compare.")] = None,
     dataset: Annotated[Optional[str], typer.Option("--dataset", "-d", help="Data set (default: digits).")] = None,
     budget: Annotated[
-        Optional[str], typer.Option("--budget", help="Training wall-clock budget per run: 90s, 10m, 1h (default 1m).")
+        Optional[str], typer.Option("--budget", help="Wall-clock budget per run, in-training evaluations included "
+                                                     "(the final evaluation comes on top): 90s, 10m, 1h (default 1m).")
     ] = None,
     steps: Annotated[
         Optional[int], typer.Option("--steps", help="Train each run for this many steps instead of a time budget.")

@@ -3,15 +3,18 @@ with one protocol, and summarise.
 
 Every run goes through the same code as ``gflowzoo train`` (:func:`gflowzoo.session.resolve`,
 :func:`gflowzoo.session.build_method`, :func:`gflowzoo.trainer.train`) and lives in ``OUT/runs/<method>-seed<k>/``.
-During training a cheap evaluation is logged every ``budget / eval_points`` seconds of training (or every
-``steps / eval_points`` steps) for the metric-versus-wall-clock curves; after training every run gets the full
-evaluation (``eval-<protocol key>.json`` in its folder). A finished run carries ``compare.json``; running the same
-command again reuses finished runs and resumes unfinished ones with what is left of their budget, so an
-interrupted comparison can be completed later.
+During training a cheap evaluation (:class:`gflowzoo.evaluate.TrainingEval`: few samples, a flow method's cheap
+sampler) is logged every ``budget / eval_points`` seconds of training (or every ``steps / eval_points`` steps) for
+the metric-versus-wall-clock curves; after training every run gets the full evaluation (``eval-<protocol key>.json``
+in its folder), whose duration is estimated and printed before it starts. A finished run carries ``compare.json``;
+running the same command again reuses finished runs and resumes unfinished ones with what is left of their budget,
+so an interrupted comparison can be completed later.
 
-Fairness notes: the time budget includes the in-training evaluations (kept cheap; their time is subtracted in the
-reported training time and on the curves' time axis); every method uses the preset for the data set and device
-unless ``--set`` changes it.
+The time budget bounds each run's wall clock, in-training evaluations included (``train(...,
+budget_includes_eval=True)``): an in-training evaluation that would not end within the budget is skipped (and
+logged as skipped), the last one is made when just enough budget is left for it, and the final evaluation comes on
+top. Fairness notes: the in-training evaluations' time is subtracted in the reported training time and on the
+curves' time axis; every method uses the preset for the data set and device unless ``--set`` changes it.
 """
 
 from __future__ import annotations
@@ -64,6 +67,11 @@ class RunRecord:
     values: dict[str, float] = field(default_factory=dict)
     timing: dict[str, float] = field(default_factory=dict)
     sampler: dict[str, Any] = field(default_factory=dict)
+    #: the in-training evaluations (from the run's log, :func:`training_facts`): ``evaluations``, ``skipped`` and the
+    #: last one's ``seconds``, ``n``, ``nfe`` (and ``levels``, ``particles`` where the cheap sampler changed them)
+    training_eval: dict[str, Any] = field(default_factory=dict)
+    #: the final evaluation's estimated seconds, printed before it started (None: nothing to estimate from)
+    final_eval_estimate_s: float | None = None
     eval_file: str | None = None
     samples_image: str | None = None
     error: str | None = None
@@ -71,6 +79,11 @@ class RunRecord:
     @property
     def nfe(self) -> Any:
         return self.sampler.get("nfe")
+
+    @property
+    def final_eval_seconds(self) -> float | None:
+        """The final evaluation's measured duration (sampling and metrics)."""
+        return self.timing.get("total_s")
 
 
 @dataclass
@@ -132,7 +145,8 @@ def summarize(records: Sequence[RunRecord]) -> list[dict[str, Any]]:
         row: dict[str, Any] = {"label": label, "method": group[0].method, "runs": len(group),
                                "seeds": [r.seed for r in group]}
         for key, get in (("train_seconds", lambda r: r.train_seconds), ("steps", lambda r: r.steps),
-                         ("samples_per_s", lambda r: r.timing.get("samples_per_s"))):
+                         ("samples_per_s", lambda r: r.timing.get("samples_per_s")),
+                         ("eval_seconds", lambda r: r.final_eval_seconds)):
             row[key], row[key + "_std"] = _mean_std([get(r) for r in group])
         row["nfe"] = group[0].nfe
         row["metrics"] = {}
@@ -155,13 +169,48 @@ def _train_seconds_from_log(run: Any, elapsed: float) -> float:
     return max(elapsed - spent, 0.0)
 
 
+def training_facts(run: Any) -> dict[str, Any]:
+    """What a run's log says about its in-training evaluations: how many were made (``evaluations``) and skipped
+    for lack of budget (``skipped``), and the last one's ``seconds`` and sampler (``n``, ``nfe``, ``levels``,
+    ``particles``: :data:`gflowzoo.evaluate.RECORD_FACTS`). ``{}`` when there were none."""
+    from .evaluate import RECORD_FACTS
+
+    made = skipped = 0
+    last: dict[str, Any] = {}
+    for r in run.read_metrics():
+        if r.get("eval/skipped"):
+            skipped += 1
+        elif any(k.startswith("eval/") and k[5:] not in RECORD_FACTS for k in r):  # metric values: an evaluation
+            made += 1
+            last = {k[5:]: v for k, v in r.items() if k[5:] in ("seconds", "n", "nfe", "levels", "particles")}
+    if not made and not skipped:
+        return {}
+    return {"evaluations": made, "skipped": skipped, **last}
+
+
+#: How the cost of one step of an interacting particle batch grows with its size ``P`` (``P ** exponent``): between
+#: linear (the network) and quadratic (the kernel between particles). Measured on the toy DMMD preset (exact flow,
+#: rbf, 1,024 reference points): 500 -> 2,500 particles took 12.7x longer, ``P ** 1.58``.
+INTERACTION_EXPONENT = 1.5
+
+
+def _work(n: int, nfe: Any, particles: Any) -> float:
+    """The sampling work of ``n`` samples, for estimates: NFE x samples, or, for a method with an interaction batch
+    of ``particles`` (``sampling_info()``), NFE x batches x ``particles ** INTERACTION_EXPONENT``."""
+    steps = nfe if isinstance(nfe, (int, float)) and nfe > 0 else 1
+    if isinstance(particles, int) and particles > 0:
+        return float(steps * math.ceil(n / particles) * particles**INTERACTION_EXPONENT)
+    return float(steps * n)
+
+
 class Comparison:
     """Plans, trains and evaluates the runs of one comparison (see the module docstring).
 
     Args:
         methods: method names to train (validated before anything runs).
         dataset: data set name (default: the given runs' data set, else ``digits``).
-        budget_minutes / steps: the per-run budget (one of them; ``steps`` wins when both are given).
+        budget_minutes / steps: the per-run budget (one of them; ``steps`` wins when both are given): wall-clock
+            minutes of the training loop, in-training evaluations included, or training steps.
         seeds: seeds ``0 .. seeds-1`` per method.
         runs: existing run directories to include (evaluated, not retrained).
         out: the output folder.
@@ -324,7 +373,7 @@ class Comparison:
 
     def _note(self, text: str) -> None:
         if self.console is not None:
-            self.console.print(text, highlight=False)
+            self.console.print(text, highlight=False, soft_wrap=True)
 
     def _labels(self, plan: list[tuple[str, int, Any]]) -> dict[tuple[str, str], str]:
         """Row labels: the method name, with a config hash when one method appears with several configurations."""
@@ -365,23 +414,25 @@ class Comparison:
         if run.exists() and run.checkpoints():
             _, payload = run.latest_checkpoint(method)
             spec = self._resolve(method, seed, base=run.read_config())
-            if self.budget_minutes is not None:
-                left = self.budget_minutes - _train_seconds_from_log(run, float(payload.get("elapsed", 0.0))) / 60
-                spec.run.minutes = max(left, 1e-6)
+            if self.budget_minutes is not None:  # the budget counts the wall clock, evaluations included
+                spec.run.minutes = max(self.budget_minutes - float(payload.get("elapsed", 0.0)) / 60, 1e-6)
             self._note(f"  resuming {run.path} from step {payload['step']}")
         run.path.mkdir(parents=True, exist_ok=True)
         run.write_config(spec.to_data())
         device = resolve_device(spec.device)
         m = build_method(self.registry, spec, device)
         hook = None
+        budgeted = self.budget_minutes is not None
         if self.training_eval is not None:
             every = self._eval_every_seconds()
-            # paced evaluations at budget * k / points (k < points); the last one is made when training ends
+            # paced evaluations at budget * k / points (k < points); the last one is made when training ends (with
+            # a budget: when just enough of it is left, on the run's clock, which a resumed run continues)
             until = None if every is None else self.budget_minutes * 60.0 - every / 2
-            hook = TrainingEval(self.training_eval, m, every, until)
-            spec.run.eval_every = 1 if self.steps is None else max(1, self.steps // self.eval_points)
+            deadline = self.budget_minutes * 60.0 if budgeted else None
+            hook = TrainingEval(self.training_eval, m, every, until, deadline=deadline)
+            spec.run.eval_every = 1 if budgeted else max(1, self.steps // self.eval_points)
         res = train(run, spec, m, resume_payload=payload, console=self.console, progress=self.progress,
-                    on_eval=hook)
+                    on_eval=hook, budget_includes_eval=budgeted)
         if res.interrupted:
             rec.status, rec.steps = "interrupted", res.step
             return rec
@@ -392,19 +443,47 @@ class Comparison:
             elapsed = float(load_checkpoint(res.checkpoint, method).get("elapsed", res.elapsed))
         rec.train_seconds = _train_seconds_from_log(run, elapsed)
         rec.eval_seconds_in_training = elapsed - rec.train_seconds
-        if hook is not None and hook.last_step != res.step:  # close the curve at the end of training
-            vals = _force(hook, res)
+        if hook is not None and not budgeted and hook.last_step != res.step:  # close the curve at the end
+            vals = hook.evaluate(res.step)
             run.log({"step": res.step, "time": round(res.elapsed, 3), "after_training": True,
                      **{f"eval/{k}": v for k, v in vals.items()}})
+        rec.training_eval = training_facts(run)
         self._final(m, run, rec)
         marker.write_text(json.dumps(asdict(rec), indent=2, default=str) + "\n")
         return rec
 
+    def _final_estimate(self, rec: RunRecord, info: dict[str, Any]) -> tuple[float | None, str]:
+        """``(seconds, where from)`` for the final evaluation of ``rec``: an earlier final evaluation of the same
+        label in this comparison, else the run's in-training evaluations scaled by the sampling work (:func:`_work`;
+        a rough model: a factor 2 either way is usual)."""
+        earlier = [r for r in self.records if r.label == rec.label and r.final_eval_seconds]
+        if earlier:
+            return earlier[-1].final_eval_seconds, f"from {Path(earlier[-1].path).name}'s final evaluation"
+        t = rec.training_eval
+        if t.get("seconds") and t.get("n"):
+            nfe, particles = info.get("nfe"), info.get("particles")
+            work = _work(self.final_eval.n, nfe, particles) / _work(t["n"], t.get("nfe", nfe),
+                                                                     t.get("particles", particles))
+            return float(t["seconds"]) * work, "from the in-training evaluations"
+        return None, "no earlier evaluation to estimate its time from"
+
     def _final(self, method_obj: Any, run: Any, rec: RunRecord) -> None:
+        from .progress import SampleProgress
+        from .report import fmt_duration
         from .viz import save_samples
 
+        ev, name = self.final_eval, Path(rec.path).name
+        info = dict(getattr(method_obj, "sampling_info", lambda: {})() or {})
+        rec.final_eval_estimate_s, source = self._final_estimate(rec, info)
+        at = f" at NFE {info['nfe']}" if info.get("nfe") is not None else ""
+        about = "" if rec.final_eval_estimate_s is None else f", about {fmt_duration(rec.final_eval_estimate_s)}"
+        self._note(f"  final evaluation of {name}: {ev.n:,} samples{at}{about} ({source})")
         try:
-            res = self.final_eval.evaluate_method(method_obj, {"sets": self.sets_for(rec.method)})
+            with SampleProgress(f"final evaluation {name}", console=self.console, transient=True,
+                                enabled=self.progress and self.console is not None) as bar:
+                bar.start(ev.n)
+                res = ev.evaluate_method(method_obj, {"sets": self.sets_for(rec.method)}, on_stage=bar.stage,
+                                         on_progress=bar.update)
         except (GflowzooError, KeyboardInterrupt):
             raise
         except Exception as exc:  # e.g. non-finite samples: report the run as failed, keep comparing
@@ -412,6 +491,7 @@ class Comparison:
         res.protocol["run"] = {"method": rec.method, "step": rec.steps, "train_seconds": rec.train_seconds,
                                "path": rec.path}
         rec.values, rec.timing, rec.sampler = res.values, res.timing, res.protocol.get("sampler", {})
+        self._note(f"  final evaluation of {name} took {fmt_duration(res.timing['total_s'])}")
         rec.eval_file = str(res.write(run.path))
         if not any(r.label == rec.label and r.samples_image for r in self.records):  # one picture per label
             x = res.samples if method_obj.data.kind != "image" else res.samples[:64]
@@ -438,6 +518,7 @@ class Comparison:
         rec.steps = int(payload.get("step", 0))
         rec.train_seconds = _train_seconds_from_log(run, float(payload.get("elapsed", 0.0)))
         rec.eval_seconds_in_training = float(payload.get("elapsed", 0.0)) - rec.train_seconds
+        rec.training_eval = training_facts(run)
         self._final(m, run, rec)
         return rec
 
@@ -447,15 +528,6 @@ class Comparison:
         label = labels[(method, _config_label(method, cfg))]
         rec = RunRecord(label, method, int(cfg.get("seed", 0)), str(run.path))
         return self._evaluate_existing(run, rec)
-
-
-def _force(hook: Any, res: Any) -> dict[str, float]:
-    """One more in-training evaluation at the end of training, whatever the pacing."""
-    every, hook.every_seconds = hook.every_seconds, None
-    try:
-        return hook(res.step, res.elapsed)
-    finally:
-        hook.every_seconds = every
 
 
 def _key_of(ev: Any, sampler: dict[str, Any]) -> str:

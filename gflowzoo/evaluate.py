@@ -17,11 +17,13 @@ cifar10, ...   kid, fid with ``inception-v3-compat``         kid with ``net-cifa
 =============  ============================================  ================================================
 
 Image metrics compare against the training split (up to ``max(n, 10,000)`` items, features cached), toys against
-the held-out test split (``n`` items).
+the held-out test split (``n`` items). During training, flow methods also sample with their cheap sampler
+(:class:`TrainingEval`: the DMMD family's ``cheap_sampler``, at most 20 levels and ``n`` particles).
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import time
@@ -289,11 +291,13 @@ class Evaluator:
                 and all(m.needs_features for _, _, m in self.metrics))
 
     def evaluate_method(self, method: Any, sampler: dict[str, Any] | None = None,
-                        on_stage: Callable[[str], None] | None = None, shard: bool = False) -> EvalResult:
+                        on_stage: Callable[[str], None] | None = None, shard: bool = False,
+                        on_progress: Callable[[float], None] | None = None) -> EvalResult:
         """Draw ``n`` samples from ``method`` (a CPU generator seeded with ``seed``) and compute the metrics.
         ``sampler`` adds facts to the protocol's sampler section (e.g. the ``--set`` overrides). ``shard``: every
         rank of a multi-process run is drawing its share (:func:`gflowzoo.distributed.sample_shards`; call this on
-        rank 0); the same as without in one process.
+        rank 0); the same as without in one process. ``on_progress`` receives the number of samples drawn so far
+        as the sampling goes (a progress bar: :func:`gflowzoo.progress.track_pieces`; one process only).
 
         In one process the samples are drawn :attr:`sample_piece` per call of ``method.sample``
         (:func:`gflowzoo.sampling.sample_pieces`; ``n`` up to one piece is exactly one call), and for image metrics
@@ -319,6 +323,10 @@ class Evaluator:
             if self.n > per_call:
                 extra["samples_per_call"] = per_call
             pieces = sample_pieces(method, self.n, torch.Generator().manual_seed(self.seed), piece)
+            if on_progress is not None:
+                from .progress import track_pieces
+
+                pieces = track_pieces(pieces, self.n, per_call, on_progress)
             stream = self.streams_features()
             # streaming keeps only the first images (the report's pictures); otherwise every sample
             keeper = SampleWriter(self.n, tuple(self.data.shape), self.data.kind,
@@ -369,8 +377,10 @@ def evaluate_run(
     on_stage: Callable[[str], None] | None = None,
     evaluator_ready: Callable[[Evaluator], None] | None = None,
     write: bool = True,
+    on_progress: Callable[[float], None] | None = None,
 ) -> tuple[EvalResult, Path | None]:
-    """Evaluate the latest checkpoint of a run directory and write ``RUN_DIR/eval-<protocol key>.json``."""
+    """Evaluate the latest checkpoint of a run directory and write ``RUN_DIR/eval-<protocol key>.json``
+    (``on_stage``, ``on_progress``: see :meth:`Evaluator.evaluate_method`)."""
     from . import distributed as dist
     from .cli import load_run
     from .session import resolve_device
@@ -385,7 +395,7 @@ def evaluate_run(
         return None, None  # type: ignore[return-value]
     if evaluator_ready is not None:
         evaluator_ready(ev)
-    res = ev.evaluate_method(method, {"sets": list(sets or [])}, on_stage, shard=True)
+    res = ev.evaluate_method(method, {"sets": list(sets or [])}, on_stage, shard=True, on_progress=on_progress)
     res.protocol["run"] = {"method": spec.method, "step": int(payload.get("step", 0)),
                            "train_seconds": float(payload.get("elapsed", 0.0)), "path": str(Path(run_dir)),
                            "checkpoint": payload.get("checkpoint_path")}
@@ -393,38 +403,148 @@ def evaluate_run(
     return res, path
 
 
+#: Keys of an in-training evaluation record (``eval/<key>`` in ``metrics.jsonl``) that are facts about the
+#: evaluation, not metric values: its duration, the sampler (``n`` samples, ``nfe``, and the settings the cheap sampler
+#: changed), and the budget bookkeeping of a skipped evaluation or of the probe (see :class:`TrainingEval`).
+RECORD_FACTS = frozenset({"seconds", "n", "nfe", "levels", "particles", "skipped", "estimate_s", "left_s", "probe_s"})
+#: A budgeted in-training evaluation is expected to take its predecessor's time times this (the load changes).
+ESTIMATE_MARGIN = 1.25
+#: Before the first evaluation: the probe's time scaled to ``n`` samples, times this.
+PROBE_MARGIN = 1.5
+#: The probe draws this fraction of an evaluation's samples (at least 2).
+PROBE_FRACTION = 0.1
+
+
 class TrainingEval:
     """The ``on_eval(step, elapsed)`` hook of the training loop: a cheap evaluation every ``run.eval_every`` steps.
 
-    With ``every_seconds`` set, calls closer than that to the previous evaluation return ``{}`` (nothing logged),
-    so evaluations are spaced by training wall-clock time (``gflowzoo compare`` uses this); none is made after
-    ``until_seconds`` of training. The returned dict holds the metric values and ``seconds`` (the evaluation's own
-    duration)."""
+    Cheap: the training protocol's few samples (:data:`TRAINING_N`) and, for methods that offer one, a cheaper
+    sampler: the method's ``cheap_sampler(n)`` context (the DMMD family: fewer noise levels, ``n`` particles) is
+    entered around the sampling. The returned dict holds the metric values, ``seconds`` (the evaluation's own
+    duration), ``n`` and ``nfe`` (the sampler used) and the sampler settings the cheap sampler changed
+    (``levels``, ``particles``); the trainer logs them as ``eval/<key>``.
+
+    With ``every_seconds`` set, calls closer than that (in training time, evaluations excluded) to the previous
+    evaluation return ``{}`` (nothing logged), so evaluations are spaced by training time (``gflowzoo compare``
+    uses this); none is paced after ``until_seconds`` of training.
+
+    With ``deadline`` (seconds on the run's clock, ``elapsed``; ``gflowzoo compare --budget``, whose budget counts
+    the evaluations: :func:`gflowzoo.trainer.train` with ``budget_includes_eval``) an evaluation is never started if
+    it cannot end before the deadline. Its cost is estimated from the previous evaluation (times
+    :data:`ESTIMATE_MARGIN`) or, before the first, from a probe made at the first call: two samplings of
+    :data:`PROBE_FRACTION` of the samples with the same sampler, scaled to ``n`` (times :data:`PROBE_MARGIN`); the
+    probe's call returns ``probe_s``, ``seconds`` and ``estimate_s``. A paced evaluation is made only if it and a
+    closing one fit in the time left; the closing evaluation is made at the last step after which it might no longer
+    fit (twice the longest step seen so far is kept in reserve), so the curve ends where training does (if it was
+    much quicker than estimated, another closing one follows later). An evaluation that does not fit returns
+    ``{"skipped": 1, "estimate_s": ..., "left_s": ...}`` (logged: the curve has a hole, and why).
+
+    ``clock``: the clock that times evaluations (default ``time.perf_counter``, the trainer's; tests pass a fake one).
+    """
 
     def __init__(self, evaluator: Evaluator, method: Any, every_seconds: float | None = None,
-                 until_seconds: float | None = None) -> None:
+                 until_seconds: float | None = None, deadline: float | None = None,
+                 clock: Callable[[], float] | None = None) -> None:
         self.evaluator, self.method, self.every_seconds = evaluator.prepare(), method, every_seconds
-        self.until_seconds = until_seconds
+        self.until_seconds, self.deadline = until_seconds, deadline
+        self.clock = clock if clock is not None else time.perf_counter
         self.last: float | None = None
         self.last_step: int | None = None
         self.eval_seconds = 0.0
+        #: the sampler of the last evaluation: ``n``, ``nfe`` and what the cheap sampler changed
+        self.sampler: dict[str, Any] = {}
+        self.count = self.skipped = 0
+        self.closed = False  # the closing evaluation (with a deadline) was made or skipped
+        self._estimate: float | None = None
+        self._prev_end: float | None = None  # the run's clock when the previous call returned
+        self._step_s = 0.0  # the longest time between two calls (a training step, with its logging or checkpoint)
 
-    def __call__(self, step: int, elapsed: float) -> dict[str, float]:
-        if self.every_seconds is not None:
-            train_time = elapsed - self.eval_seconds
-            if self.last is not None and train_time - self.last < self.every_seconds:
-                return {}
-            if self.last is None and train_time < self.every_seconds:
-                return {}
-            if self.until_seconds is not None and train_time > self.until_seconds:
-                return {}
-            self.last = train_time
-        t0 = time.perf_counter()
-        res = self.evaluator.evaluate_method(self.method)
-        dt = time.perf_counter() - t0
+    def __call__(self, step: int, elapsed: float) -> dict[str, Any]:
+        if self.deadline is not None:
+            return self._budgeted(step, elapsed)
+        if self.every_seconds is not None and not self._due(elapsed):
+            return {}
+        return self.evaluate(step)
+
+    def _due(self, elapsed: float) -> bool:
+        """Whether a paced evaluation is due (and, if so, mark it as made)."""
+        train_time = elapsed - self.eval_seconds
+        if self.last is not None and train_time - self.last < self.every_seconds:  # type: ignore[operator]
+            return False
+        if self.last is None and train_time < self.every_seconds:  # type: ignore[operator]
+            return False
+        if self.until_seconds is not None and train_time > self.until_seconds:
+            return False
+        self.last = train_time
+        return True
+
+    def _sampler(self, n: int) -> Any:
+        cheap = getattr(self.method, "cheap_sampler", None)
+        return cheap(n) if cheap is not None else contextlib.nullcontext({})
+
+    def evaluate(self, step: int) -> dict[str, Any]:
+        """One evaluation now (whatever the pacing), with the cheap sampler."""
+        n = int(self.evaluator.n)
+        t0 = self.clock()
+        with self._sampler(n) as changed:
+            res = self.evaluator.evaluate_method(self.method)
+        dt = self.clock() - t0
         self.eval_seconds += dt
-        self.last_step = step
-        return {**res.values, "seconds": round(dt, 4)}
+        self.last_step, self.count, self._estimate = step, self.count + 1, dt * ESTIMATE_MARGIN
+        self.sampler = {"n": n, "nfe": res.protocol.get("sampler", {}).get("nfe"), **changed}
+        facts = {k: v for k, v in self.sampler.items() if isinstance(v, (int, float))}
+        return {**res.values, "seconds": round(dt, 4), **facts}
+
+    def _probe(self) -> float:
+        """Time two small samplings (:data:`PROBE_FRACTION` of the samples each, the same sampler), set the estimate
+        of an evaluation from them and return their duration. The first also pays one-time costs (a flow method's
+        statistics for a new training step), which an evaluation pays once; the second scales with the samples."""
+        import torch
+
+        n = int(self.evaluator.n)
+        k = max(2, int(n * PROBE_FRACTION))
+        g = torch.Generator().manual_seed(0)
+        with self._sampler(k):
+            t0 = self.clock()
+            self.method.sample(k, g)
+            t1 = self.clock()
+            self.method.sample(k, g)
+            t2 = self.clock()
+        first, second = t1 - t0, t2 - t1
+        self._estimate = (max(first - second, 0.0) + second * n / k) * PROBE_MARGIN
+        self.eval_seconds += t2 - t0
+        return t2 - t0
+
+    def _budgeted(self, step: int, elapsed: float) -> dict[str, Any]:
+        t_call = self.clock()
+        if self._prev_end is not None:
+            self._step_s = max(self._step_s, elapsed - self._prev_end)
+        try:
+            if self.closed:
+                return {}
+            if self._estimate is None:  # the first call probes; decisions from the next call on
+                probe = round(self._probe(), 4)
+                return {"probe_s": probe, "seconds": probe, "estimate_s": round(self._estimate, 4)}
+            est, left = self._estimate, self.deadline - elapsed  # type: ignore[operator]
+            if left < est + 2 * self._step_s:  # after one more step too little time could be left: close now
+                if est > left:
+                    self.closed = True
+                    return self._skip(est, left)
+                t0 = self.clock()
+                rec = self.evaluate(step)
+                # closed unless it went so much faster than estimated that another one fits later
+                self.closed = left - (self.clock() - t0) < self._estimate + 2 * self._step_s
+                return rec
+            if self.every_seconds is not None and self._due(elapsed):
+                # only if the closing evaluation still fits after this one
+                return self.evaluate(step) if 2 * est + 2 * self._step_s <= left else self._skip(est, left)
+            return {}
+        finally:
+            self._prev_end = elapsed + (self.clock() - t_call)
+
+    def _skip(self, estimate: float, left: float) -> dict[str, Any]:
+        self.skipped += 1
+        return {"skipped": 1, "estimate_s": round(estimate, 4), "left_s": round(max(left, 0.0), 4)}
 
 
 def training_hook(spec: Any, method: Any, registry: Any = None, say: Say | None = None,

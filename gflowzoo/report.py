@@ -12,6 +12,7 @@ import math
 from pathlib import Path
 from typing import Any
 
+from .evaluate import RECORD_FACTS
 from .runs import RunDir, atomic_write_bytes
 
 
@@ -27,20 +28,65 @@ def fmt(value: Any, std: Any = None, digits: int = 4) -> str:
     return s
 
 
+def fmt_duration(seconds: float | None) -> str:
+    """``0.042 s``, ``4.2 s``, ``42 s``, ``3.1 min``, ``25 min``, ``1.5 h`` (``-`` for ``None``)."""
+    if seconds is None or not math.isfinite(seconds):
+        return "-"
+    if seconds < 60:
+        return f"{seconds:.2g} s" if seconds < 1 else f"{seconds:.1f} s" if seconds < 10 else f"{seconds:.0f} s"
+    if seconds < 3600:
+        minutes = seconds / 60
+        return f"{minutes:.1f} min" if minutes < 10 else f"{minutes:.0f} min"
+    return f"{seconds / 3600:.1f} h"
+
+
 def table_rows(summary: list[dict[str, Any]]) -> tuple[list[str], list[list[str]]]:
     """Header and rows of the comparison table (shared by the terminal, Markdown and HTML)."""
     keys: list[str] = []
     for row in summary:
         keys += [k for k in row["metrics"] if k not in keys]
-    header = ["method", "runs", "train s", "steps", "NFE", "samples/s", *keys]
+    header = ["method", "runs", "train s", "steps", "NFE", "samples/s", "final eval s", *keys]
     rows = []
     for row in summary:
         rows.append([
             row["label"], str(row["runs"]), fmt(row["train_seconds"], row["train_seconds_std"], 3),
             fmt(row["steps"], None, 6), fmt(row["nfe"]), fmt(row["samples_per_s"], row["samples_per_s_std"], 3),
+            fmt(row.get("eval_seconds"), row.get("eval_seconds_std"), 3),
             *[fmt(row["metrics"].get(k, {}).get("mean"), row["metrics"].get(k, {}).get("std")) for k in keys],
         ])
     return header, rows
+
+
+def training_sampler_line(records: list[Any]) -> str | None:
+    """What the in-training curves used, per label (``dmmd NFE 100 (20 levels, 500 particles) with n = 500``), and
+    that the final evaluation uses the full sampler; ``None`` without in-training evaluations."""
+    parts = []
+    for label in dict.fromkeys(r.label for r in records):
+        t = next((r.training_eval for r in records if r.label == label and r.training_eval.get("n")), None)
+        if t is None:
+            continue
+        cheap = ", ".join(f"{t[k]} {k}" for k in ("levels", "particles") if k in t)
+        nfe = f" NFE {t['nfe']}" if t.get("nfe") is not None else ""
+        parts.append(f"{label}{nfe}{f' ({cheap})' if cheap else ''} with n = {t['n']:,} samples")
+    if not parts:
+        return None
+    return ("In-training curves use " + "; ".join(parts) + "; the final evaluation uses the full sampler "
+            "(NFE in the table) with the protocol's n.")
+
+
+def run_line(rec: Any) -> str:
+    """One run of the report's run list: where it is, its in-training evaluations and its final evaluation's time."""
+    line = f"{rec.label} seed {rec.seed}: {rec.path} (evaluation: {rec.eval_file})"
+    t = rec.training_eval
+    if t:
+        line += f"; {t.get('evaluations', 0)} in-training evaluations"
+        if t.get("skipped"):
+            line += f" ({t['skipped']} skipped: not enough budget left)"
+    if rec.final_eval_seconds is not None:
+        line += f"; final evaluation {fmt_duration(rec.final_eval_seconds)}"
+        if rec.final_eval_estimate_s is not None:
+            line += f" (estimated {fmt_duration(rec.final_eval_estimate_s)})"
+    return line
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -61,8 +107,8 @@ def _series(records: list[Any]) -> dict[str, list[tuple[Any, list[float], list[f
             for k, v in r.items():
                 if not isinstance(v, (int, float)) or isinstance(v, bool) or k in ("step", "time", "it_per_s"):
                     continue
-                if is_eval and (not k.startswith("eval/") or k.endswith("_std")
-                                or k in ("eval/seconds", "eval/modes_total")):
+                if is_eval and (not k.startswith("eval/") or k.endswith("_std") or k[5:] in RECORD_FACTS
+                                or k == "eval/modes_total" or r.get("eval/skipped")):
                     continue
                 if not is_eval and not k.startswith("loss"):
                     continue
@@ -156,7 +202,8 @@ def write_report(result: Any, evaluator: Any = None) -> dict[str, str]:
     title = f"gflowzoo compare: {', '.join(dict.fromkeys(r.label for r in result.records)) or 'no runs'}"
     title += f" on {result.options.get('dataset')}"
     budget = (f"{result.options['steps']} steps" if result.options.get("steps")
-              else f"{result.options.get('budget_minutes'):.3g} min of training")
+              else f"{result.options.get('budget_minutes'):.3g} min of wall clock (training and in-training "
+                   "evaluations; the final evaluation comes on top)")
     facts = [
         f"Budget per run: {budget}; seeds: {result.options.get('seeds')}; device: {proto.get('device')}.",
         f"Evaluation protocol: metrics {', '.join(m['name'] for m in proto.get('metrics', []))}; "
@@ -164,8 +211,12 @@ def write_report(result: Any, evaluator: Any = None) -> dict[str, str]:
         f"{(proto.get('reference') or {}).get('split')} split, {(proto.get('reference') or {}).get('n')} items"
         + (f"; extractor {proto['extractor']['name']} (sha256 {proto['extractor']['sha256'][:12]}…)"
            if proto.get("extractor") else "") + ".",
-        "Values are mean ± standard deviation over seeds; the training time excludes in-training evaluations.",
+        "Values are mean ± standard deviation over seeds; the training time excludes in-training evaluations; "
+        "'final eval s' is the final evaluation's time (sampling and metrics).",
     ]
+    sampler_line = training_sampler_line(done)
+    if sampler_line:
+        facts.append(sampler_line)
     if result.interrupted:
         facts.insert(0, "**Partial report: the comparison was interrupted.** Unfinished runs are listed below.")
 
@@ -182,7 +233,7 @@ def write_report(result: Any, evaluator: Any = None) -> dict[str, str]:
         md += [f"- {r.label} seed {r.seed}: {r.status} ({r.path})" + (f": {r.error}" if r.error else "")
                for r in unfinished]
         md += [""]
-    md += ["## Runs", "", *[f"- {r.label} seed {r.seed}: {r.path} (evaluation: {r.eval_file})" for r in done], ""]
+    md += ["## Runs", "", *[f"- {run_line(r)}" for r in done], ""]
     md += ["Full protocol and per-run numbers: `results.json`.", ""]
     atomic_write_bytes(out / "report.md", "\n".join(md).encode())
 
@@ -211,6 +262,8 @@ def write_report(result: Any, evaluator: Any = None) -> dict[str, str]:
         h += [f"<li>{esc(r.label)} seed {r.seed}: {esc(r.status)} ({esc(r.path)}) {esc(r.error or '')}</li>"
               for r in unfinished]
         h += ["</ul>"]
+    if done:
+        h += ["<h2>Runs</h2><ul>", *[f"<li>{esc(run_line(r))}</li>" for r in done], "</ul>"]
     h += ["<h2>Protocol</h2>", f"<pre>{esc(json.dumps(proto, indent=2, default=str))}</pre>", "</body></html>"]
     atomic_write_bytes(out / "report.html", "\n".join(h).encode())
 

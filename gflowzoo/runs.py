@@ -30,6 +30,17 @@ from .errors import CheckpointError, UserError
 FORMAT = "gflowzoo-checkpoint"
 FORMAT_VERSION = 1
 _CKPT_RE = re.compile(r"^step-(\d{8})\.pt$")
+#: The temporary file of an :func:`atomic_write_bytes` of a run's own file that a kill interrupted.
+_TEMP_RE = re.compile(r"^\.(config\.toml|metrics\.jsonl|step-\d{8}\.pt)\.\w+\.tmp$")
+
+
+class NoCheckpoint(CheckpointError):
+    """A run has no checkpoint that loads: none was written yet (``damaged`` is empty), or every one is damaged
+    (``damaged``: one short line per file, newest first, naming the file and why)."""
+
+    def __init__(self, message: str, damaged: list[str] | None = None) -> None:
+        super().__init__(message)
+        self.damaged = damaged or []
 
 
 def default_run_dir(method: str, dataset: str) -> Path:
@@ -97,6 +108,41 @@ class RunDir:
     def exists(self) -> bool:
         return self.config_path.exists()
 
+    def is_blank(self) -> bool:
+        """Whether the directory holds nothing to lose: it is missing, or it has no ``config.toml`` and holds at most
+        empty ``checkpoints/`` and ``samples/`` folders, a ``metrics.jsonl`` without a line and the temporary file of
+        an interrupted write of ``config.toml`` (what a run killed before it wrote its configuration leaves). A new
+        run may start in a blank directory."""
+        if not self.path.is_dir():
+            return not self.path.exists()
+        if self.exists():
+            return False
+        try:
+            for entry in self.path.iterdir():
+                if entry.is_symlink():
+                    return False
+                if entry.name in ("checkpoints", "samples") and entry.is_dir():
+                    if any(entry.iterdir()):
+                        return False
+                elif entry.name == "metrics.jsonl" and entry.is_file():
+                    if entry.read_bytes().strip():
+                        return False
+                elif not (entry.name.startswith(".config.toml.") and _TEMP_RE.match(entry.name) and entry.is_file()):
+                    return False
+        except OSError:  # something unreadable in it: not known to be blank
+            return False
+        return True
+
+    def remove_temp_files(self) -> list[Path]:
+        """Remove the temporary files that writes interrupted by a kill left (``.step-XXXXXXXX.pt.*.tmp`` in
+        ``checkpoints/``, ``.config.toml.*.tmp``, ``.metrics.jsonl.*.tmp``); returns them. Call it only when no other
+        process writes into the run."""
+        found = [p for folder in (self.path, self.checkpoint_dir) if folder.is_dir()
+                 for p in folder.iterdir() if _TEMP_RE.match(p.name) and p.is_file() and not p.is_symlink()]
+        for p in found:
+            p.unlink(missing_ok=True)
+        return found
+
     def require(self) -> RunDir:
         if not self.path.exists():
             raise UserError(f"Run directory not found: {self.path}")
@@ -161,8 +207,8 @@ class RunDir:
 
     def latest_checkpoint(self, method: str | None = None) -> tuple[Path, dict[str, Any]]:
         """The newest checkpoint that loads; a damaged newest file falls back to the one before (with a note in
-        the returned payload's ``skipped`` list)."""
-        errors = []
+        the returned payload's ``skipped`` list). :class:`NoCheckpoint` when none loads."""
+        errors, damaged = [], []
         for path in reversed(self.checkpoints()):
             try:
                 payload = load_checkpoint(path, method)
@@ -170,12 +216,13 @@ class RunDir:
                 if "another method" in str(exc):
                     raise
                 errors.append(str(exc))
+                damaged.append(str(exc).replace(str(path), path.name).rstrip("."))
                 continue
             payload["skipped"] = errors
             return path, payload
         if errors:
-            raise CheckpointError("No loadable checkpoint in " f"{self.checkpoint_dir}: " + "; ".join(errors))
-        raise CheckpointError(f"No checkpoint in {self.checkpoint_dir}.")
+            raise NoCheckpoint("No loadable checkpoint in " f"{self.checkpoint_dir}: " + "; ".join(errors), damaged)
+        raise NoCheckpoint(f"No checkpoint in {self.checkpoint_dir}.")
 
 
 def load_checkpoint(path: str | os.PathLike, method: str | None = None) -> dict[str, Any]:

@@ -19,6 +19,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from . import threads
 from .errors import UserError
 from .paths import check_writable
 
@@ -60,6 +61,7 @@ def sample_pieces(method: Any, n: int, generator: torch.Generator, piece: int = 
     done = 0
     while done < n:
         k = min(size, n - done)
+        threads.tick()  # follow the machine's load between pieces (gflowzoo.threads)
         x = method.sample(k, generator)
         if x.shape[0] != k:
             raise RuntimeError(f"{type(method).__name__}.sample({k}) returned {x.shape[0]} samples")

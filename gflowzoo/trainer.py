@@ -23,6 +23,7 @@ from typing import Any
 import torch
 
 from . import distributed as dist
+from . import threads
 from .errors import TrainingDiverged, UserError
 from .runs import RunDir
 from .session import RunSpec
@@ -99,8 +100,14 @@ def train(
     console: Any = None,
     progress: bool = True,
     on_eval: Callable[[int, float], dict[str, float]] | None = None,
+    budget_includes_eval: bool = False,
 ) -> TrainResult:
-    """Train ``method`` inside ``run`` until ``spec.run.steps`` (total) or ``spec.run.minutes`` is reached."""
+    """Train ``method`` inside ``run`` until ``spec.run.steps`` (total) or ``spec.run.minutes`` is reached.
+
+    ``on_eval(step, elapsed)`` is called every ``run.eval_every`` steps (``elapsed``: the run's clock, seconds); what
+    it returns is logged as ``eval/<key>``. The minutes budget counts training only (``gflowzoo train --minutes``):
+    the time spent in ``on_eval`` is left out, unless ``budget_includes_eval`` (``gflowzoo compare --budget``: the
+    budget bounds the wall clock of the training loop, evaluations included)."""
     loop = spec.run
     main = dist.is_main()
     dist.check_support(method, spec.method)
@@ -111,14 +118,14 @@ def train(
         _set_rng_state(gen, resume_payload["rng"])
         step = int(resume_payload["step"])
         elapsed_before = float(resume_payload.get("elapsed", 0.0))
-        if main:
-            run.truncate_metrics(step)
     else:
         dist.broadcast_state(method)  # several processes: start from rank 0's weights
+    if main:  # the log goes up to the step training starts from (lines of a killed attempt past it are dropped)
+        run.truncate_metrics(step)
     trainable = getattr(method, "trainable", True)
     total = loop.steps if trainable else step
     budget = loop.minutes * 60.0 if loop.minutes > 0 else math.inf
-    eval_spent = 0.0  # seconds spent in on_eval (excluded from the minutes budget)
+    eval_spent = 0.0  # seconds spent in on_eval (excluded from the minutes budget unless budget_includes_eval)
     t0 = time.perf_counter()
     # on resume, the checkpoint training started from is the last good one until a new one is written
     start = [p for p in run.checkpoints() if p.name == f"step-{step:08d}.pt"] if resume_payload is not None else []
@@ -150,15 +157,17 @@ def train(
         if prog is not None:
             frac = _progress_fraction(step, total, 0.0, budget)
             task = prog.add_task(f"train {spec.method}", total=_BAR_UNITS, completed=_BAR_UNITS * frac,
-                                 step=_step_text(step, total, budget))
+                                 step=_step_text(step, total, budget), steps=step, logs="")
         window: list[float] = []
         while step < total:
             ts = time.perf_counter()
+            threads.tick()  # follow the machine's load (gflowzoo.threads: auto policy only)
             logs = method.train_step(step, gen)
             step += 1
             window.append(time.perf_counter() - ts)
             bad = {k: v for k, v in logs.items() if isinstance(v, float) and not math.isfinite(v)}
-            trained = elapsed() - elapsed_before - eval_spent  # this session's training seconds (no evaluations)
+            # this session's seconds counted against the minutes budget: training, and evaluations if they count
+            trained = elapsed() - elapsed_before - (0.0 if budget_includes_eval else eval_spent)
             over = trained >= budget
             # one process: the local flags; several: any rank's NaN or Ctrl-C, rank 0's clock (one all-reduce)
             any_bad, stop, over = dist.any_flags(bool(bad), intr.requested, over, main_only=(2,))
@@ -173,13 +182,14 @@ def train(
                 ))
             if main and loop.log_every and (step % loop.log_every == 0 or step == total):
                 rate = len(window) / max(sum(window), 1e-9)
-                run.log({"step": step, "time": round(elapsed(), 3), "it_per_s": round(rate, 3), **logs})
+                run.log({"step": step, "time": round(elapsed(), 3), "it_per_s": round(rate, 3),
+                        "threads": torch.get_num_threads(), **logs})
                 window.clear()
             if prog is not None:
                 desc = " ".join(f"{k}={v:.4g}" for k, v in list(logs.items())[:3] if isinstance(v, (int, float)))
                 frac = _progress_fraction(step, total, trained, budget)
-                prog.update(task, completed=_BAR_UNITS * frac, description=f"{spec.method} {desc}",
-                            step=_step_text(step, total, budget))
+                prog.update(task, completed=_BAR_UNITS * frac, description=spec.method, logs=desc,
+                            step=_step_text(step, total, budget), steps=step)
             if main and on_eval is not None and loop.eval_every and step % loop.eval_every == 0:
                 t_eval = elapsed()
                 evals = on_eval(step, t_eval)
@@ -229,13 +239,80 @@ def _step_text(step: int, total: int, budget: float) -> str:
     return f"step {step}" if math.isfinite(budget) else f"step {step}/{total}"
 
 
+#: Seconds of wall clock between two progress lines when the console is not a terminal (see :class:`_PlainProgress`).
+PLAIN_PROGRESS_SECONDS = 30.0
+
+
+def _clock(seconds: float) -> str:
+    """``h:mm:ss``, as rich's time columns write it."""
+    s = int(seconds)
+    return f"{s // 3600}:{s // 60 % 60:02d}:{s % 60:02d}"
+
+
+class _PlainProgress:
+    """The progress bar where it cannot be drawn (the console is not a terminal: CI, ``nohup``, a notebook): one plain
+    line every :data:`PLAIN_PROGRESS_SECONDS` and one at the end, such as
+    ``dmmd step 300/1500 (20%) 12.3 it/s elapsed 0:00:24 eta 0:01:36 loss=0.123``.
+
+    It takes the calls ``train`` makes to a rich ``Progress`` (``add_task``, ``update``) with the same fields:
+    ``completed`` out of ``total`` (the :func:`_progress_fraction` of the run, so the time estimate follows a minutes
+    budget as the bar's does), ``step`` (the step text), ``steps`` (the step number, for the rate) and ``logs``.
+    One task; the elapsed time, rate and estimate are of this session (a resumed run counts from where it resumed).
+    """
+
+    def __init__(self, console: Any, unit: str = "it/s") -> None:
+        self.console, self.unit = console, unit
+        self.fields: dict[str, Any] = {}
+        self._t0 = self._last = time.monotonic()
+        self._start: tuple[float, int] = (0.0, 0)  # (fraction, step) when the task was added
+        self._pending = False  # an update not printed yet
+
+    def __enter__(self) -> _PlainProgress:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        if self._pending:
+            self._print()
+
+    def add_task(self, description: str, *, total: float, completed: float = 0.0, **fields: Any) -> int:
+        self.fields = {"description": description, "total": total, "completed": completed, **fields}
+        self._t0 = self._last = time.monotonic()
+        self._start = (completed / total, int(fields.get("steps", 0)))
+        return 0
+
+    def update(self, task: int, **fields: Any) -> None:
+        self.fields.update(fields)
+        self._pending = True
+        if time.monotonic() - self._last >= PLAIN_PROGRESS_SECONDS:
+            self._print()
+
+    def _print(self) -> None:
+        now = time.monotonic()
+        seconds = now - self._t0
+        f = self.fields
+        frac = f["completed"] / f["total"]
+        rate = (int(f.get("steps", 0)) - self._start[1]) / max(seconds, 1e-9)
+        done = frac - self._start[0]
+        eta = _clock(seconds * (1.0 - frac) / done) if done > 0 else "?"
+        speed = f"{rate:.3g}" if rate < 1000 else f"{rate:.0f}"  # 12.3, 0.0412, 2345: no exponent
+        line = (f"{f['description']} {f.get('step', '')} ({100 * frac:.0f}%) {speed} {self.unit} "
+                f"elapsed {_clock(seconds)} eta {eta} {f.get('logs', '')}")
+        self.console.print(line.rstrip(), highlight=False, markup=False, soft_wrap=True)
+        self._last, self._pending = now, False
+
+
 def _make_progress(console: Any, enabled: bool) -> Any:
+    """A rich progress bar on a terminal, :class:`_PlainProgress` lines elsewhere, nothing when not ``enabled``."""
     if not enabled:
         return _NoProgress()
+    from rich import get_console
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
+    console = console if console is not None else get_console()
+    if not console.is_terminal:
+        return _PlainProgress(console)
     return Progress(
-        TextColumn("{task.description}"),
+        TextColumn("{task.description} {task.fields[logs]}"),
         BarColumn(),
         TextColumn("{task.fields[step]}"),
         TimeElapsedColumn(),

@@ -236,13 +236,14 @@ def test_training_eval_paced_by_time_returns_nothing_until_due():
 
     class FakeEvaluator:
         calls = 0
+        n = 500
 
         def prepare(self):
             return self
 
         def evaluate_method(self, method):
             FakeEvaluator.calls += 1
-            return type("R", (), {"values": {"mmd": 0.5}})()
+            return type("R", (), {"values": {"mmd": 0.5}, "protocol": {"sampler": {"nfe": 1}}})()
 
     hook = TrainingEval(FakeEvaluator(), None, every_seconds=10.0)
     assert hook(1, 3.0) == {} and hook(2, 9.9) == {}

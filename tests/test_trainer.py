@@ -143,6 +143,65 @@ def test_progress_bar_under_a_minutes_budget(fit_registry, tmp_path):
     assert clocks and all(int(h) == 0 and int(m) == 0 for h, m, _ in clocks), clocks
 
 
+def test_progress_without_a_terminal_prints_plain_lines(fit_registry, tmp_path, monkeypatch):
+    """Where the bar cannot be drawn (a console that is not a terminal) training prints a plain line at intervals and
+    one at the end, with the step, the fraction, the rate, the clocks and the logs."""
+    import io
+
+    from rich.console import Console
+
+    from gflowzoo import trainer
+
+    def run_with(seconds, name):
+        monkeypatch.setattr(trainer, "PLAIN_PROGRESS_SECONDS", seconds)
+        out = io.StringIO()
+        console = Console(file=out, width=60)  # narrower than a line: lines must not wrap
+        assert not console.is_terminal
+        spec = resolve(fit_registry, "fit-gaussian", "toy-8gaussians", sets=[*TINY, "run.steps=5"],
+                       overrides={"device": "cpu"}, preset="cpu-quick")
+        run = RunDir(tmp_path / name)
+        run.path.mkdir(parents=True)
+        run.write_config(spec.to_data())
+        train(run, spec, build_method(fit_registry, spec, "cpu"), console=console, progress=True)
+        return out.getvalue().splitlines()
+
+    lines = run_with(0.0, "every-step")  # every update is due: one line per step
+    assert len(lines) == 5, lines
+    pattern = (r"fit-gaussian step (\d)/5 \((\d+)%\) [\d.]+ it/s elapsed 0:00:\d\d eta (0:00:\d\d|\?) "
+               r"loss=-?[\d.]+")
+    matches = [re.fullmatch(pattern, line) for line in lines]
+    assert all(matches), lines
+    assert [(int(m[1]), int(m[2])) for m in matches] == [(1, 20), (2, 40), (3, 60), (4, 80), (5, 100)]
+    assert matches[-1][3] == "0:00:00"  # nothing left at the end
+    assert "\x1b" not in "".join(lines)  # no terminal control codes
+
+    lines = run_with(3600.0, "at-the-end")  # no interval elapses: only the final line
+    assert len(lines) == 1 and lines[0].startswith("fit-gaussian step 5/5 (100%)"), lines
+
+
+def test_plain_progress_estimate_follows_the_minutes_budget(monkeypatch):
+    """The plain line's time left comes from the same fraction as the bar's: a minutes budget that binds first."""
+    import io
+
+    from rich.console import Console
+
+    from gflowzoo import trainer
+
+    clock = [100.0]
+    monkeypatch.setattr(trainer.time, "monotonic", lambda: clock[0])
+    monkeypatch.setattr(trainer, "PLAIN_PROGRESS_SECONDS", 30.0)
+    out = io.StringIO()
+    budget, total = 120.0, 10**6
+    with trainer._PlainProgress(Console(file=out, width=200)) as prog:
+        task = prog.add_task("train m", total=trainer._BAR_UNITS, completed=0.0, step="step 0", steps=0, logs="")
+        for step, now in [(10, 110.0), (20, 120.0), (30, 130.0)]:  # 1 step/s; 30 s of a 120 s budget at step 30
+            clock[0] = now
+            frac = trainer._progress_fraction(step, total, now - 100.0, budget)
+            prog.update(task, completed=trainer._BAR_UNITS * frac, description="m", logs="loss=1",
+                        step=trainer._step_text(step, total, budget), steps=step)
+    assert out.getvalue().splitlines() == ["m step 30 (25%) 1 it/s elapsed 0:00:30 eta 0:01:30 loss=1"]
+
+
 def _wait_for(predicate, timeout):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

@@ -8,8 +8,12 @@ Subclasses implement :meth:`NoiseConditionalMethod.group_terms` (the loss terms 
 
 from __future__ import annotations
 
+import contextlib
 import copy
+import dataclasses
 import math
+from collections.abc import Iterator
+from functools import partial
 from typing import Any
 
 import torch
@@ -18,13 +22,22 @@ from torch import Tensor, nn
 from gflowzoo import distributed as dist
 from gflowzoo.errors import ConfigError, DataError, UserError
 from gflowzoo.interfaces import Method
+from gflowzoo.progress import report as report_progress
 
 from .backbones import backbone_default_dim
 from .critic import flow_alignment, sample_levels
 from .flow import Level, ParticleFlow, plan_levels, resolve_step_rule
 from .sharded import flow_alignment_sharded, gather_groups, global_logs, linear_mmd_terms, take_share
 
-__all__ = ["NoiseConditionalMethod"]
+__all__ = ["CHEAP_LEVELS", "NoiseConditionalMethod"]
+
+#: Noise levels of the cheap in-training sampler at most (:meth:`NoiseConditionalMethod.cheap_sampler`).
+CHEAP_LEVELS = 20
+
+
+def _level_done(batch: int, batches: int, levels: int, level: int) -> None:
+    """Report the sampling progress after ``level`` of ``batch`` (of ``batches`` particle batches)."""
+    report_progress((batch + (level + 1) / levels) / batches)
 
 
 def _registry() -> Any:
@@ -44,6 +57,9 @@ class NoiseConditionalMethod(Method):
     #: multi-process training (torchrun): the batch counts of the config are per rank, every MMD/KALE term uses all
     #: ranks' features (gflowzoo_dmmd/sharded.py, docs/distributed.md).
     supports_distributed: bool = True
+    #: the flow term's points get a forward of their own even when they are all the noisy points (tests compare the
+    #: two paths; ``flow_samples < n_noisy`` always takes the separate one)
+    _separate_flow_forward: bool = False
 
     def __init__(self, config: Any, data: Any, device: torch.device | str = "cpu") -> None:
         super().__init__(config, data, device)
@@ -66,6 +82,9 @@ class NoiseConditionalMethod(Method):
         self.opt = torch.optim.Adam(params, lr=config.lr, betas=(config.beta1, config.beta2)) if params else None
         self.step_count = 0
         self.stats: dict[str, Any] = {}
+        #: whether :meth:`state_dict` stores ``stats``: only from :meth:`finalize` (the final checkpoint) until the
+        #: next training step, so that intermediate checkpoints stay small (see :meth:`state_dict`).
+        self.stats_final = False
         self.diag_acc = torch.zeros(max(1, config.diag_bins), 3, dtype=torch.float64)
 
     # ------------------------------------------------------------------------------------------------------------
@@ -175,7 +194,9 @@ class NoiseConditionalMethod(Method):
         g, n, m = x.shape[0], x.shape[1], y.shape[1]
         xh = xh.requires_grad_(True)
         y_in = y.reshape(g * m, *self.shape)
-        if c.lambda_flow > 0:
+        k_flow = min(c.flow_samples or m, m) if c.lambda_flow > 0 else 0
+        fused_flow = 0 < k_flow == m and not self._separate_flow_forward
+        if fused_flow:  # the flow term differentiates through the main forward
             y_in = y_in.detach().requires_grad_(True)
         inp = torch.cat([x.reshape(g * n, *self.shape), y_in])
         tt = torch.cat([t.repeat_interleave(n), t.repeat_interleave(m)])
@@ -192,11 +213,18 @@ class NoiseConditionalMethod(Method):
         else:
             terms, refs = self.sharded_group_terms(fx, fy, fh, xh, t, step)
         per_group = -self._weights(t) * terms[self.objective] + c.lambda_gp * terms["gp"] + c.lambda_l2 * terms["l2"]
-        if c.lambda_flow > 0:
-            k = min(c.flow_samples or m, m)
-            values = self.point_witness(fy[:, :k], refs[0].detach(), refs[1].detach(), t)
+        if k_flow:
+            k = k_flow
+            if fused_flow:
+                fz, y_flow = fy, y_in
+            else:
+                # a forward of its own for the k flow points, so that the double backward of the flow term runs
+                # over G*k inputs, not the whole batch (on the MNIST paper preset it was half of the step's time)
+                y_flow = y[:, :k].reshape(g * k, *self.shape).detach().requires_grad_(True)
+                fz = self.backbone(y_flow, t.repeat_interleave(k)).view(g, k, -1)
+            values = self.point_witness(fz[:, :k], refs[0].detach(), refs[1].detach(), t)
             align = flow_alignment if w == 1 else flow_alignment_sharded
-            terms.update(align(values, y_in, (x_src - y)[:, :k], g, k))
+            terms.update(align(values, y_flow, (x_src - y)[:, :k], g, k))
             per_group = per_group + c.lambda_flow * terms["flow"]
         # under W processes the per-rank losses add up to the loss of the global batch (sharded.py)
         return per_group.mean() / w, terms, t
@@ -224,6 +252,7 @@ class NoiseConditionalMethod(Method):
         c = self.config
         self.backbone.train()
         self.extra.train()
+        self.stats_final = False  # the weights change: statistics are the final checkpoint's again only after finalize
         loss, terms, t = self.losses(generator, step)
         if self.opt is not None:
             self.opt.zero_grad(set_to_none=True)
@@ -280,8 +309,9 @@ class NoiseConditionalMethod(Method):
     # ------------------------------------------------------------------------------------------------------------
     def finalize(self, generator: torch.Generator) -> None:
         """Precompute the sampler's statistics on the configured grid (fixed seed ``stats_seed``) so that they
-        are stored in the final checkpoint."""
+        are stored in the final checkpoint (sampling from it needs no pass over the data)."""
         self._ensure_stats(self.schedule.grid(self.config.sampler.levels))
+        self.stats_final = True
 
     def _stats_valid(self, grid: Tensor) -> bool:
         s = self.stats
@@ -304,7 +334,8 @@ class NoiseConditionalMethod(Method):
                               "data_range": 1.0}
                 return self.stats
             stored = self.stats.get("grid")
-            have = f"a grid of {len(stored)} levels" if stored is not None else "no statistics"
+            have = (f"a grid of {len(stored)} levels" if stored is not None
+                    else "no statistics: only the final checkpoint of a training run stores them")
             raise DataError(
                 f"Sampling on a grid of {len(grid)} levels needs the training data to recompute the statistics of "
                 f"the data on that grid (the checkpoint holds {have}; the grid, sampler.use_ema, sampler.n_ref, "
@@ -376,6 +407,32 @@ class NoiseConditionalMethod(Method):
             "chunk": s.chunk or s.particles,
         }
 
+    @contextlib.contextmanager
+    def cheap_sampler(self, n: int) -> Iterator[dict[str, Any]]:
+        """A cheaper sampler for in-training evaluations of ``n`` samples, as a context (gflowzoo's evaluation hook
+        enters it around its sampling): at most :data:`CHEAP_LEVELS` noise levels and at most ``n`` particles (a
+        sampling costs particles x NFE, and on interacting levels the kernel terms grow like particles^2), every
+        other setting as configured. Inside, :meth:`sample` and :meth:`sampling_info` use it; it yields the changed
+        settings (e.g. ``{"levels": 20, "particles": 500}``).
+
+        On exit the configured sampler comes back, and so do its statistics when the grid changed: an evaluation
+        after :meth:`finalize` leaves the final statistics in place; those of the cheap grid are kept aside for the
+        next cheap sampling (reused while the training step is the same)."""
+        c = self.config
+        s = c.sampler
+        cheap = {"levels": min(s.levels, CHEAP_LEVELS), "particles": min(s.particles, max(int(n), 1))}
+        regrid = cheap["levels"] != s.levels
+        full_stats = self.stats
+        self.config = dataclasses.replace(c, sampler=dataclasses.replace(s, **cheap))
+        if regrid:
+            self.stats = getattr(self, "_cheap_stats", {})
+        try:
+            yield {k: v for k, v in cheap.items() if v != getattr(s, k)}
+        finally:
+            if regrid:
+                self._cheap_stats, self.stats = self.stats, full_stats
+            self.config = c
+
     def sample(self, n: int, generator: torch.Generator) -> Tensor:
         """Draw ``n`` samples (``[n, *S]``, CPU): ``ceil(n / particles)`` independent batches of ``particles``
         particles from ``N(0, I)`` moved through the level plan; the first ``n`` are returned."""
@@ -386,13 +443,17 @@ class NoiseConditionalMethod(Method):
         integrator = reg.create("integrator", s.integrator)
         witness, particle_source, fixed_source = self.make_witness(plan)
         box = s.box * float(stats.get("data_range", 1.0))
-        flow = ParticleFlow(witness, particle_source, fixed_source, integrator, chunk=s.chunk, box=box)
+        flow = ParticleFlow(witness, particle_source, fixed_source, integrator, chunk=s.chunk, box=box,
+                            max_move=s.max_move)
         self.ema_backbone.eval()
         self.backbone.eval()
         out = []
-        for _ in range(math.ceil(n / s.particles)):
+        batches = math.ceil(n / s.particles)
+        for b in range(batches):
             z = torch.randn((s.particles, *self.shape), generator=generator).to(self.device)
-            out.append(flow.run(z, plan, generator).cpu())
+            # progress displays (gflowzoo.progress) see every level of every batch
+            done = partial(_level_done, b, batches, len(plan))
+            out.append(flow.run(z, plan, generator, on_level=done).cpu())
         x = torch.cat(out)[:n]
         if s.clamp_output and self.data.kind == "image":
             x = x.clamp(-1.0, 1.0)
@@ -406,7 +467,11 @@ class NoiseConditionalMethod(Method):
     # state
     # ------------------------------------------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
-        """Networks (live and EMA), optimiser, step, per-bin log accumulators and the sampler statistics."""
+        """Networks (live and EMA), optimiser, step, per-bin log accumulators and, after :meth:`finalize` (the final
+        checkpoint of a run), the sampler statistics. Intermediate checkpoints leave them out (``stats`` is ``{}``):
+        they can be tens of MB (rbf: ``ref_clean``/``ref_noisy`` ``[levels, n_ref, D]``) and are recomputed,
+        deterministically (seed ``stats_seed``), from the data at the end of training or at the first sampling."""
+        stats = self.stats if self.stats_final else {}
         return {
             "backbone": self.backbone.state_dict(),
             "extra": self.extra.state_dict(),
@@ -415,7 +480,7 @@ class NoiseConditionalMethod(Method):
             "opt": self.opt.state_dict() if self.opt is not None else {},
             "step": self.step_count,
             "diag": self.diag_acc.clone(),
-            "stats": {k: (v.clone() if isinstance(v, Tensor) else v) for k, v in self.stats.items()},
+            "stats": {k: (v.clone() if isinstance(v, Tensor) else v) for k, v in stats.items()},
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -429,6 +494,7 @@ class NoiseConditionalMethod(Method):
         self.step_count = int(state["step"])
         self.diag_acc = state["diag"].clone().to(torch.float64)
         self.stats = {k: (v.to("cpu") if isinstance(v, Tensor) else v) for k, v in state.get("stats", {}).items()}
+        self.stats_final = bool(self.stats)  # a final checkpoint: saving again keeps its statistics
 
     # ------------------------------------------------------------------------------------------------------------
     # diagnostics

@@ -31,6 +31,7 @@ class SamplerConfig:
     particles: int = 512
     chunk: int = 0
     box: float = 0.0
+    max_move: float = 0.0
     clamp_output: bool = True
     n_ref: int = 512
     use_ema: bool = True

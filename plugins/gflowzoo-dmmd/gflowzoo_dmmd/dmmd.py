@@ -5,9 +5,9 @@ any of them samples with any variant (``--set sampler.variant=approx``).
 Critic: ``k_t(x, y) = K(phi(x, t), phi(y, t))`` with ``K`` linear (MMD through mean embeddings) or Gaussian with a
 learned width ``h(t)``. Per group (one t): loss ``-w(t) MMD^2_u(P, P_t) + lambda_gp GP + lambda_l2 mean f_t^2``.
 
-Sampler statistics (stored in the checkpoint): on the sampling grid ``t_1 > ... > t_T``, the mean features of clean
-data ``m_P(t_k)`` and of noisy data ``m_{P_t}(t_k)`` (linear), or ``n_ref`` reference features of clean and noisy
-data per level (rbf).
+Sampler statistics (stored in the final checkpoint only; recomputed from the data when sampling from an intermediate
+one): on the sampling grid ``t_1 > ... > t_T``, the mean features of clean data ``m_P(t_k)`` and of noisy data
+``m_{P_t}(t_k)`` (linear), or ``n_ref`` reference features of clean and noisy data per level (rbf).
 """
 
 from __future__ import annotations

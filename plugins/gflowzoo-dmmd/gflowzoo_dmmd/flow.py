@@ -25,7 +25,7 @@ from torch import Tensor
 
 from gflowzoo.errors import ConfigError
 
-__all__ = ["Level", "ParticleFlow", "calibrated_fractions", "plan_levels", "resolve_step_rule"]
+__all__ = ["Level", "ParticleFlow", "calibrated_fractions", "cap_moves", "plan_levels", "resolve_step_rule"]
 
 #: Automatic step sizes per schedule (``step_size = 0``): width2 -> 10 (the CPU study's oracle value, eta = 10 h^2);
 #: otherwise 0.3 for the exact/hybrid flow and 1.0 for the approximate one (the study's best digits settings).
@@ -36,7 +36,8 @@ AUTO_STEP = {"width2": 10.0, "calibrated": 1.0, "exact": 0.3, "hybrid": 0.3, "ap
 class Level:
     """One noise level of the sampling grid: its index ``k`` in the grid, ``t``, the number of steps, the step
     size ``eta`` (already multiplied by the schedule), the path noise scale ``sigma_t`` handed to the integrator, and
-    whether the particles interact on it."""
+    whether the particles interact on it, and the kernel width ``h_k`` in input space where the critic has one
+    (``None`` otherwise; it sizes the per-step move cap of :class:`ParticleFlow`)."""
 
     k: int
     t: float
@@ -44,6 +45,7 @@ class Level:
     eta: float
     scale: float
     interacting: bool
+    width: float | None = None
 
 
 def resolve_step_rule(step_size: float, step_schedule: str, variant: str, has_width: bool) -> tuple[float, str]:
@@ -113,7 +115,8 @@ def plan_levels(
         elif factor is None:  # width2
             h = float(width[k])  # type: ignore[index]
             factor = h * h
-        levels.append(Level(k, t, steps, eta0 * factor, s, interacting))
+        h = None if width is None else float(width[k])
+        levels.append(Level(k, t, steps, eta0 * factor, s, interacting, h))
     return levels
 
 
@@ -151,6 +154,11 @@ class ParticleFlow:
         integrator: a :class:`~gflowzoo.interfaces.FlowIntegrator`.
         chunk: particles moved per chunk (0: all at once).
         box: clamp particles to ``[-box, box]`` after every step (0: no clamp).
+        max_move: cap on each particle's move per step (its L2 norm over all coordinates), in units of the level's
+            kernel width ``h_k`` (``Level.width``; levels without one are not capped); 0: no cap. The witness field
+            is informative only within about one width of the particles, and an explicit step much longer than that
+            overshoots: on toy-8gaussians the first steps at high noise (``eta = 10 h^2``, ``h ~ 1``) threw a fifth
+            of the particles to 4-8 times the data's radius, where no field reaches them again.
     """
 
     def __init__(
@@ -161,13 +169,15 @@ class ParticleFlow:
         integrator: Any,
         chunk: int = 0,
         box: float = 0.0,
+        max_move: float = 0.0,
     ) -> None:
         self.witness, self.particle_source, self.fixed_source = witness, particle_source, fixed_source
         self.integrator = integrator
         self.chunk = int(chunk)
         self.box = float(box)
-        if self.chunk < 0 or self.box < 0:
-            raise ConfigError("sampler.chunk and sampler.box must be >= 0.")
+        self.max_move = float(max_move)
+        if self.chunk < 0 or self.box < 0 or self.max_move < 0:
+            raise ConfigError("sampler.chunk, sampler.box and sampler.max_move must be >= 0.")
 
     def _grad(self, z_eval: Tensor, level: Level, source: Any) -> Tensor:
         with torch.enable_grad():
@@ -176,13 +186,15 @@ class ParticleFlow:
             (g,) = torch.autograd.grad(w.sum(), zz)
         return g
 
-    def run(self, z: Tensor, plan: list[Level], generator: torch.Generator | None = None) -> Tensor:
-        """Move ``z`` (``[N, *S]``, on the model's device) through ``plan``; returns the final ``[N, *S]``."""
+    def run(self, z: Tensor, plan: list[Level], generator: torch.Generator | None = None,
+            on_level: Callable[[int], None] | None = None) -> Tensor:
+        """Move ``z`` (``[N, *S]``, on the model's device) through ``plan``; returns the final ``[N, *S]``.
+        ``on_level(i)`` is called after the ``i``-th level of the plan (progress displays)."""
         n = z.shape[0]
         size = n if self.chunk <= 0 else min(self.chunk, n)
         n_chunks = math.ceil(n / size)
         z = z.detach()
-        for level in plan:
+        for i, level in enumerate(plan):
             fixed = None if level.interacting else self.fixed_source(level)
             for _ in range(level.steps):
                 cache: dict[str, Tensor] = {}
@@ -204,9 +216,23 @@ class ParticleFlow:
                             return self._grad(z_eval, level, None)  # fused: one forward + one VJP
                         return self._grad(z_eval, level, shared_source())
 
+                    z_before = zc
                     zc = self.integrator.step(zc, velocity, level.eta, scale=level.scale, generator=generator)
+                    if self.max_move > 0 and level.width is not None:
+                        zc = cap_moves(z_before, zc, self.max_move * level.width)
                     if self.box > 0:
                         zc = zc.clamp(-self.box, self.box)
                     moved.append(zc.detach())
                 z = moved[0] if n_chunks == 1 else torch.cat(moved)
+            if on_level is not None:
+                on_level(i)
         return z
+
+
+def cap_moves(before: Tensor, after: Tensor, limit: float) -> Tensor:
+    """``after``, with every particle's move from ``before`` (``[N, *S]``) shortened to at most ``limit`` (L2 norm
+    over the particle's coordinates); moves within the limit are unchanged."""
+    move = after - before
+    norm = move.flatten(1).norm(dim=1).clamp_min(1e-30)
+    factor = (limit / norm).clamp(max=1.0).view(-1, *([1] * (move.dim() - 1)))
+    return before + move * factor

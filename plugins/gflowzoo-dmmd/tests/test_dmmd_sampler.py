@@ -197,3 +197,44 @@ def test_dkale_moves_particles_down_the_critic(build):
     torch.testing.assert_close(x, z0 - 0.25 * (z0 - c))
     with pytest.raises(ConfigError, match="approx"):
         build("dkale", "toy-8gaussians", *KALE_TOY, "sampler.variant=\"exact\"")
+
+
+def test_only_the_final_checkpoint_stores_the_statistics(registry, tmp_path):
+    """Intermediate checkpoints leave the sampler statistics out (rbf: ``[levels, n_ref, D]`` twice, tens of MB at
+    full size) even when a sample grid computed some before them; the final checkpoint keeps them. A method rebuilt
+    from an intermediate checkpoint (a killed run) recomputes them at its first sampling and samples exactly like the
+    final checkpoint of a run stopped at that step."""
+    from gflowzoo.runs import RunDir, load_checkpoint
+    from gflowzoo.session import build_method, resolve
+    from gflowzoo.trainer import train
+
+    sets = [*TOY, 'kernel="rbf"', "sampler.n_ref=16", "sampler.particles=8", 'sampler.step_schedule="width2"',
+            "sampler.step_size=0.01", "run.grid_size=8", "run.keep_checkpoints=0"]
+
+    def run(name, steps, *extra):
+        spec = resolve(registry, "dmmd", "toy-8gaussians", sets=[*sets, *extra, f"run.steps={steps}"],
+                       overrides={"device": "cpu"}, preset="cpu-quick")
+        rd = RunDir(tmp_path / name)
+        rd.path.mkdir()
+        rd.write_config(spec.to_data())
+        method = build_method(registry, spec, "cpu")
+        train(rd, spec, method, progress=False)
+        return spec, rd, method
+
+    # a grid every step: statistics exist (for the step before) whenever an intermediate checkpoint is written
+    spec, long, _ = run("long", 6, "run.checkpoint_every=2", "run.sample_every=1")
+    states = {int(p.stem.split("-")[1]): load_checkpoint(p, "dmmd")["state"] for p in long.checkpoints()}
+    assert sorted(states) == [2, 4, 6]
+    assert states[2]["stats"] == {} and states[4]["stats"] == {}
+    final = states[6]["stats"]
+    assert final["step"] == 6 and final["ref_clean"].shape == final["ref_noisy"].shape == (4, 16, 8)
+
+    _, _, short = run("short", 4)  # stopped at step 4: its final statistics, computed by finalize
+    rebuilt = build_method(registry, spec, "cpu")
+    rebuilt.load_state_dict(states[4])
+    assert rebuilt.stats == {}
+    x = rebuilt.sample(8, torch.Generator().manual_seed(3))
+    assert rebuilt.stats["step"] == 4
+    torch.testing.assert_close(rebuilt.stats["ref_clean"], short.stats["ref_clean"], rtol=0, atol=0)
+    torch.testing.assert_close(x, short.sample(8, torch.Generator().manual_seed(3)), rtol=0, atol=0)
+    assert rebuilt.state_dict()["stats"] == {}  # recomputed for sampling, still not a final checkpoint's
