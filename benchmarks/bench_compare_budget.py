@@ -7,7 +7,7 @@ comparison reports). ``--busy`` runs one competing CPU-bound process (a Python b
 machine.
 
     python benchmarks/bench_compare_budget.py [--methods dmmd,mmdgan] [--dataset toy-8gaussians] [--budget 1m]
-        [--seeds 2] [--busy] [--threads 1] [--out DIR]
+        [--seeds 2] [--busy] [--threads auto] [--out DIR]
 
 Prints ``name: value`` lines: ``total_s`` (the command's wall clock), ``budget_sum_s`` (runs x budget),
 ``final_eval_sum_s`` (the reported final-evaluation times), ``run_wall_sum_s`` (the runs' training loops),
@@ -38,7 +38,8 @@ def main() -> None:
     ap.add_argument("--budget", default="1m", help="per-run budget, as compare's --budget (default 1m)")
     ap.add_argument("--seeds", type=int, default=2)
     ap.add_argument("--busy", action="store_true", help="run one competing CPU-bound process meanwhile")
-    ap.add_argument("--threads", type=int, default=1, help="torch threads of the comparison ($GFLOWZOO_THREADS)")
+    ap.add_argument("--threads", default="auto",
+                    help="torch threads of the comparison ($GFLOWZOO_THREADS; auto: gflowzoo's default policy)")
     ap.add_argument("--out", type=Path, default=None, help="output folder (default: a temporary one, removed)")
     args = ap.parse_args()
 

@@ -335,7 +335,7 @@ def _prepare_training(reg: Any, method: str, dataset: Optional[str], config: Opt
                 "On --resume only run.* keys, --steps/--minutes, --device and --data-root may change; "
                 f"the method's configuration is fixed by {run.config_path}."
             )
-        spec = resolve(reg, method, saved.get("dataset"), base=saved, sets=sets, overrides=overrides)
+        spec = _resolve_saved(reg, run, saved, sets, overrides)
     else:
         run = RunDir(out) if out is not None else None
         spec = resolve(reg, method, dataset, config_file=config, sets=sets, overrides=overrides, preset=preset)
@@ -440,6 +440,29 @@ def _run_training(state: Any, run: Any, spec: Any, resume: bool, progress: bool)
 # ---------------------------------------------------------------------------------------------------------------
 
 
+def _resolve_saved(reg: Any, run: Any, saved: dict[str, Any], sets: list[str] | None,
+                   overrides: dict[str, Any]) -> Any:
+    """The spec of a saved run (``config.toml`` plus ``--set`` items and ``overrides``). An invalid value is a
+    :class:`ConfigError` naming the file when the file is at fault; a bad ``--set`` item is reported as itself."""
+    from .session import resolve
+
+    def resolve_with(extra: list[str] | None) -> Any:
+        return resolve(reg, saved.get("method"), saved.get("dataset"), base=saved, sets=extra, overrides=overrides)
+
+    try:
+        return resolve_with(sets)
+    except ConfigError as exc:
+        blame = exc
+        if sets:  # the --set items or the saved file: the file alone decides
+            try:
+                resolve_with(None)
+            except ConfigError as file_exc:
+                blame = file_exc
+            else:
+                raise
+        raise ConfigError(f"{run.config_path}: {blame}") from None
+
+
 def load_run(run_dir: Path, sets: list[str] | None = None, device: str | None = None, checkpoint: Path | None = None):
     """Rebuild a trained method from a run directory: ``(spec, method, payload)``. ``sets`` may change sampling
     options (any key of the method's config) without retraining.
@@ -460,21 +483,7 @@ def load_run(run_dir: Path, sets: list[str] | None = None, device: str | None = 
         raise UserError(f"{run.config_path} names no method.")
     overrides = {"device": device} if device else {}
 
-    def resolve_with(extra: list[str] | None) -> Any:
-        return resolve(state.registry, method, saved.get("dataset"), base=saved, sets=extra, overrides=overrides)
-
-    try:
-        spec = resolve_with(sets)
-    except ConfigError as exc:
-        blame = exc
-        if sets:  # the --set items or the saved file: the file alone decides
-            try:
-                resolve_with(None)
-            except ConfigError as file_exc:
-                blame = file_exc
-            else:
-                raise
-        raise ConfigError(f"{run.config_path}: {blame}") from None
+    spec = _resolve_saved(state.registry, run, saved, sets, overrides)
     if checkpoint is not None:
         path, payload = Path(checkpoint), load_checkpoint(checkpoint, method)
     else:

@@ -252,6 +252,9 @@ def test_invalid_saved_config_names_the_file(fit_registry, tmp_path):
     (out / "config.toml").write_text("batchsize = 3\n" + good)
     r = invoke("sample", str(out), "--n", "4")
     assert r.exit_code == 2 and f"{out / 'config.toml'}: Unknown config key 'batchsize'" in r.output
+    # --resume reads the same file and names it too
+    r = invoke("train", "fit-gaussian", "--out", str(out), "--resume", "--steps", "4", "--no-progress")
+    assert r.exit_code == 2 and f"{out / 'config.toml'}: Unknown config key 'batchsize'" in r.output
 
 
 def test_help_from_docstrings_renders_rest_markup_plainly():

@@ -225,9 +225,9 @@ def test_track_pieces_reports_progress_within_a_call():
 
 
 def test_evaluate_prints_plain_progress_lines_when_not_a_terminal(gauss, tmp_path, monkeypatch):  # noqa: F811
-    import gflowzoo.trainer
+    import gflowzoo.progress
 
-    monkeypatch.setattr(gflowzoo.trainer, "PLAIN_PROGRESS_SECONDS", 0.0)  # a line at every update
+    monkeypatch.setattr(gflowzoo.progress, "PLAIN_PROGRESS_SECONDS", 0.0)  # a line at every update
     run = tmp_path / "run"
     assert invoke(gauss, "train", "gauss", "--dataset", "toy-8gaussians", "--steps", 5, "--out", run,
                   "--no-progress").exit_code == 0

@@ -150,10 +150,10 @@ def test_progress_without_a_terminal_prints_plain_lines(fit_registry, tmp_path, 
 
     from rich.console import Console
 
-    from gflowzoo import trainer
+    from gflowzoo import progress
 
     def run_with(seconds, name):
-        monkeypatch.setattr(trainer, "PLAIN_PROGRESS_SECONDS", seconds)
+        monkeypatch.setattr(progress, "PLAIN_PROGRESS_SECONDS", seconds)
         out = io.StringIO()
         console = Console(file=out, width=60)  # narrower than a line: lines must not wrap
         assert not console.is_terminal
@@ -185,14 +185,14 @@ def test_plain_progress_estimate_follows_the_minutes_budget(monkeypatch):
 
     from rich.console import Console
 
-    from gflowzoo import trainer
+    from gflowzoo import progress, trainer
 
     clock = [100.0]
-    monkeypatch.setattr(trainer.time, "monotonic", lambda: clock[0])
-    monkeypatch.setattr(trainer, "PLAIN_PROGRESS_SECONDS", 30.0)
+    monkeypatch.setattr(progress.time, "monotonic", lambda: clock[0])
+    monkeypatch.setattr(progress, "PLAIN_PROGRESS_SECONDS", 30.0)
     out = io.StringIO()
     budget, total = 120.0, 10**6
-    with trainer._PlainProgress(Console(file=out, width=200)) as prog:
+    with progress.PlainProgress(Console(file=out, width=200)) as prog:
         task = prog.add_task("train m", total=trainer._BAR_UNITS, completed=0.0, step="step 0", steps=0, logs="")
         for step, now in [(10, 110.0), (20, 120.0), (30, 130.0)]:  # 1 step/s; 30 s of a 120 s budget at step 30
             clock[0] = now
