@@ -324,6 +324,7 @@ class NoiseConditionalMethod(Method):
 
     def _ensure_stats(self, grid: Tensor) -> dict[str, Any]:
         if self._stats_valid(grid):
+            self.stats = self.restored_stats(self.stats)
             return self.stats
         try:
             ds = self.data.train
@@ -352,6 +353,15 @@ class NoiseConditionalMethod(Method):
         """Statistics of the data set ``ds`` that the sampler needs on ``grid`` (computed with the sampling
         network); none by default."""
         return {}
+
+    def stored_stats(self, stats: dict[str, Any]) -> dict[str, Any]:
+        """The part of the statistics a checkpoint stores (all of them by default; a subclass may leave out what
+        :meth:`restored_stats` can recompute without the data)."""
+        return stats
+
+    def restored_stats(self, stats: dict[str, Any]) -> dict[str, Any]:
+        """The statistics with whatever :meth:`stored_stats` left out recomputed (nothing by default)."""
+        return stats
 
     def _stats_key(self) -> list[int]:
         """What the statistics depend on besides the grid, the weights and ``use_ema``."""
@@ -471,7 +481,7 @@ class NoiseConditionalMethod(Method):
         checkpoint of a run), the sampler statistics. Intermediate checkpoints leave them out (``stats`` is ``{}``):
         they can be tens of MB (rbf: ``ref_clean``/``ref_noisy`` ``[levels, n_ref, D]``) and are recomputed,
         deterministically (seed ``stats_seed``), from the data at the end of training or at the first sampling."""
-        stats = self.stats if self.stats_final else {}
+        stats = self.stored_stats(self.stats) if self.stats_final else {}
         return {
             "backbone": self.backbone.state_dict(),
             "extra": self.extra.state_dict(),

@@ -131,16 +131,8 @@ class DMMD(NoiseConditionalMethod):
         if c.kernel == "rbf":
             n_ref = min(c.sampler.n_ref, len(idx))
             x = ds.get(idx[:n_ref]).to(dev)
-            clean = torch.empty(T, n_ref, self.feature_dim)
-            noisy = torch.empty(T, n_ref, self.feature_dim)
-            for k, t in enumerate(grid.tolist()):
-                tt = torch.full((n_ref,), t, device=dev)
-                eps = torch.randn(x.shape, generator=g).to(dev)
-                y = self.schedule.add_noise(x, tt, noise=eps)
-                for out, inp in ((clean, x), (noisy, y)):
-                    parts = zip(inp.split(c.stats_batch), tt.split(c.stats_batch))
-                    out[k] = torch.cat([net(b, tb) for b, tb in parts]).cpu()
-            stats = {"ref_clean": clean, "ref_noisy": noisy}
+            clean, noisy = self._reference_features(x, grid, net, g)
+            stats = {"ref_clean": clean, "ref_noisy": noisy, "ref_x": x.cpu()}
             skip = n_ref
         else:
             sums_c = torch.zeros(T, self.feature_dim, dtype=torch.float64, device=dev)
@@ -158,6 +150,45 @@ class DMMD(NoiseConditionalMethod):
             cal = idx[skip : skip + CALIBRATION_POINTS] if len(idx) >= skip + 2 else idx[:CALIBRATION_POINTS]
             stats["flow_scale"], stats["flow_misfit"] = self._calibrate(ds.get(cal).to(dev), grid, stats, net, g)
         return stats
+
+    @torch.no_grad()
+    def _reference_features(self, x: Tensor, grid: Tensor, net: nn.Module,
+                            g: torch.Generator) -> tuple[Tensor, Tensor]:
+        """``ref_clean``/``ref_noisy`` ``[T, n_ref, D]``: the features of the clean reference points ``x``
+        ``[n_ref, *S]`` and of their noisy versions at every level of ``grid``, the noise drawn from ``g`` level after
+        level (so the same ``x`` and seed give the same features)."""
+        c, dev = self.config, self.device
+        x = x.to(dev)
+        T, n_ref = len(grid), x.shape[0]
+        clean = torch.empty(T, n_ref, self.feature_dim)
+        noisy = torch.empty(T, n_ref, self.feature_dim)
+        for k, t in enumerate(grid.tolist()):
+            tt = torch.full((n_ref,), t, device=dev)
+            eps = torch.randn(x.shape, generator=g).to(dev)
+            y = self.schedule.add_noise(x, tt, noise=eps)
+            for out, inp in ((clean, x), (noisy, y)):
+                parts = zip(inp.split(c.stats_batch), tt.split(c.stats_batch))
+                out[k] = torch.cat([net(b, tb) for b, tb in parts]).cpu()
+        return clean, noisy
+
+    def stored_stats(self, stats: dict[str, Any]) -> dict[str, Any]:
+        """What a checkpoint keeps of the statistics: the reference features ``[T, n_ref, D]`` (tens to hundreds of
+        MB: 340 MB on the MNIST preset) are left out when their clean reference points ``ref_x`` are there; they
+        are recomputed from those points at the first sampling (:meth:`restored_stats`), without the data."""
+        if "ref_x" in stats:
+            return {k: v for k, v in stats.items() if k not in ("ref_clean", "ref_noisy")}
+        return stats
+
+    def restored_stats(self, stats: dict[str, Any]) -> dict[str, Any]:
+        """The statistics with the reference features recomputed from ``ref_x`` where a checkpoint left them out (the
+        same noise as :meth:`compute_stats_from`: seed ``stats_seed + 1``, drawn level after level)."""
+        if self.config.kernel != "rbf" or "ref_clean" in stats or "ref_x" not in stats:
+            return stats
+        net, _ = self._net(self.config.sampler.use_ema)
+        net.eval()
+        g = torch.Generator().manual_seed(self.config.stats_seed + 1)
+        clean, noisy = self._reference_features(stats["ref_x"], stats["grid"], net, g)
+        return {**stats, "ref_clean": clean, "ref_noisy": noisy}
 
     def _calibrated(self) -> bool:
         return self.step_rule()[1] == "calibrated"

@@ -227,7 +227,9 @@ def test_only_the_final_checkpoint_stores_the_statistics(registry, tmp_path):
     assert sorted(states) == [2, 4, 6]
     assert states[2]["stats"] == {} and states[4]["stats"] == {}
     final = states[6]["stats"]
-    assert final["step"] == 6 and final["ref_clean"].shape == final["ref_noisy"].shape == (4, 16, 8)
+    # the final checkpoint keeps the clean reference points, not their [levels, n_ref, D] features
+    assert final["step"] == 6 and final["ref_x"].shape == (16, 2)
+    assert "ref_clean" not in final and "ref_noisy" not in final
 
     _, _, short = run("short", 4)  # stopped at step 4: its final statistics, computed by finalize
     rebuilt = build_method(registry, spec, "cpu")
@@ -238,3 +240,30 @@ def test_only_the_final_checkpoint_stores_the_statistics(registry, tmp_path):
     torch.testing.assert_close(rebuilt.stats["ref_clean"], short.stats["ref_clean"], rtol=0, atol=0)
     torch.testing.assert_close(x, short.sample(8, torch.Generator().manual_seed(3)), rtol=0, atol=0)
     assert rebuilt.state_dict()["stats"] == {}  # recomputed for sampling, still not a final checkpoint's
+
+
+def test_final_checkpoint_recomputes_reference_features_without_the_data(registry, tmp_path):
+    """A method rebuilt from a final checkpoint (reference points, no features) samples exactly like the trained
+    method, with the data set unreachable: the features come back from the stored points and the stored seed."""
+    from gflowzoo.data import DataHandle
+    from gflowzoo.session import build_method, resolve
+
+    sets = [*TOY, 'kernel="rbf"', "sampler.n_ref=16", "sampler.particles=8", 'sampler.step_schedule="width2"',
+            "sampler.step_size=0.01", "run.steps=3"]
+    spec = resolve(registry, "dmmd", "toy-8gaussians", sets=sets, overrides={"device": "cpu"}, preset="cpu-quick")
+    trained = build_method(registry, spec, "cpu")
+    for step in range(3):
+        trained.train_step(step, torch.Generator().manual_seed(step))
+    trained.finalize(torch.Generator())
+    state = trained.state_dict()
+    assert set(state["stats"]) >= {"ref_x", "grid"} and "ref_clean" not in state["stats"]
+    class Offline(DataHandle):
+        def split(self, split):
+            raise DataError("the data set is not reachable here")
+
+    offline = Offline("toy-8gaussians", None, tuple(trained.data.shape), trained.data.kind, registry)
+    rebuilt = build_method(registry, spec, "cpu", offline)
+    rebuilt.load_state_dict(state)
+    x = rebuilt.sample(8, torch.Generator().manual_seed(5))
+    torch.testing.assert_close(x, trained.sample(8, torch.Generator().manual_seed(5)), rtol=0, atol=0)
+    torch.testing.assert_close(rebuilt.stats["ref_noisy"], trained.stats["ref_noisy"], rtol=0, atol=0)
