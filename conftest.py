@@ -6,6 +6,9 @@ import sys
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("CUDA_VISIBLE_DEVICES", "")
+# commands run in-process must not switch the test process to the auto thread policy (gflowzoo.threads); subprocesses
+# inherit it too. tests/test_threads.py removes it where it tests the policy.
+os.environ.setdefault("GFLOWZOO_THREADS", "1")
 
 
 def pytest_configure(config):
