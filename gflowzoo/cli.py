@@ -473,7 +473,7 @@ def load_run(run_dir: Path, sets: list[str] | None = None, device: str | None = 
     from . import distributed as dist
     from .data import DataHandle
     from .runs import NoCheckpoint, RunDir, load_checkpoint
-    from .session import build_method, resolve, resolve_device
+    from .session import build_method, resolve_device
 
     state = _state()
     run = RunDir(run_dir).require()
@@ -482,7 +482,6 @@ def load_run(run_dir: Path, sets: list[str] | None = None, device: str | None = 
     if not isinstance(method, str):
         raise UserError(f"{run.config_path} names no method.")
     overrides = {"device": device} if device else {}
-
     spec = _resolve_saved(state.registry, run, saved, sets, overrides)
     if checkpoint is not None:
         path, payload = Path(checkpoint), load_checkpoint(checkpoint, method)

@@ -20,7 +20,6 @@ import pickle
 import re
 import tempfile
 import time
-import zipfile
 from pathlib import Path
 from typing import Any
 

@@ -13,7 +13,6 @@ from typer.testing import CliRunner
 
 import gflowzoo
 from gflowzoo import hookspecs, plugins
-from gflowzoo.errors import PluginError
 from gflowzoo.hookspecs import hookimpl
 from gflowzoo.testing import plugins_loaded
 from helpers_plugins import REPO, TESTS_DIR, forget_modules, make_dist
