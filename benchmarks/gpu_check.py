@@ -7,7 +7,7 @@ Usage (on a machine with a GPU, from the project's root, gflowzoo and its plugin
     python benchmarks/gpu_check.py --device cpu    # the same sequence on the CPU (to try the script itself)
 
 Each check prints one line: ``ok``/``FAIL``, its name and its wall-clock seconds; a failure prints the command and
-the last lines of its output. The whole sequence is sized to finish in well under 8 minutes on one GPU: every
+the last lines of its output. The whole sequence is meant to finish within 8 minutes on one GPU: every
 method of the registry trains a few dozen steps with its ``cpu-quick`` preset on ``digits`` (bf16 autocast where the
 device supports it), resumes to a few more steps, samples 64 images and is evaluated with the offline ``net-digits``
 extractor (trained on the spot, once); then DMMD trains under ``torchrun --nproc-per-node 1`` (NCCL for CUDA
@@ -15,7 +15,8 @@ tensors). It is not part of the CPU test suite. Results go to ``--work`` (defaul
 
 The checks run in this process (through ``gflowzoo.cli.main``) except the device probe and ``torchrun``: a new
 process costs 10-20 s of imports and CUDA start-up on a GPU machine. Measured on an H200 (2026-12-04), one process
-per check took 13-24 s per check, 42 checks would have needed 12 minutes.
+per check took 13-24 s per check, 42 checks would have needed 12 minutes; the in-process form (24 s for two methods
+on the 2-core CPU) has not run on a GPU yet. ``--timeout`` bounds each check (SIGALRM in this process).
 """
 
 from __future__ import annotations
