@@ -152,15 +152,26 @@ def dmmd_preset(dataset: str, variant: str) -> dict[str, Any]:
     return {}
 
 
+#: Training steps of ``dkale`` where the DMMD preset freezes its learned features (and so runs a short loop): the
+#: KALE critic has nothing frozen to fall back on and trains as the DMMD presets used to (toy 1,000 / 50,000 steps,
+#: digits 1,500).
+_DKALE_STEPS = {("toy", "cpu-quick"): 1000, ("toy", "paper"): 50_000, ("digits", "cpu-quick"): 1500}
+
+
 def dkale_preset(dataset: str, variant: str) -> dict[str, Any]:
-    """``dkale``: the DMMD presets without the exact-sampler settings (its sampler never interacts)."""
+    """``dkale``: the DMMD presets without the exact-sampler settings (its sampler never interacts) and with the
+    training length of a critic that must learn everything (:data:`_DKALE_STEPS`)."""
     out = dmmd_preset(dataset, variant)
     for key in ("kernel", "width_prior", "learn_width", "width_init", "width_min", "lambda_flow"):  # DMMD-only
         out.pop(key, None)
     if isinstance(out.get("backbone"), dict):
         out["backbone"].pop("input_skip", None)  # the KALE critic is a scalar head, not a kernel on features
+        out["backbone"].pop("skip_head_gain", None)  # (only meaningful with input_skip)
     if "sampler" in out:
         out["sampler"] = {k: v for k, v in out["sampler"].items() if k in ("levels", "particles", "chunk")}
+    steps = _DKALE_STEPS.get(("toy" if dataset.startswith(_TOY) else dataset, variant))
+    if steps is not None:
+        out["run"] = {**out.get("run", {}), "steps": steps}
     return out
 
 

@@ -256,3 +256,15 @@ def test_skip_feature_rms_holds_the_learned_part_at_a_fixed_scale(registry):
         torch.testing.assert_close(f[:, :2], x)
         rms = f[:, 2:].square().mean(1).sqrt()
         torch.testing.assert_close(rms, torch.full((6,), expected), rtol=1e-4, atol=1e-6)
+
+
+def test_dkale_keeps_training_where_the_dmmd_preset_freezes_its_features(registry):
+    """The cpu-quick DMMD presets freeze the learned features (a short loop); dkale's critic has nothing frozen to
+    fall back on, so its presets keep a real training length."""
+    from gflowzoo.session import resolve
+
+    for dataset in ("toy-8gaussians", "digits"):
+        dmmd = resolve(registry, "dmmd", dataset, preset="cpu-quick")
+        dkale = resolve(registry, "dkale", dataset, preset="cpu-quick")
+        assert dmmd.model.backbone["skip_head_gain"] == 0.0 and dmmd.model.lambda_flow == 0.0
+        assert dkale.run.steps >= 1000 > dmmd.run.steps
