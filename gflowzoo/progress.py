@@ -3,7 +3,7 @@
 ``gflowzoo evaluate`` and the final evaluations of ``gflowzoo compare`` draw it (:class:`SampleProgress`). On a
 terminal it is a rich progress bar; elsewhere (CI, ``nohup``, a log file) it prints a plain line now and then, the
 same lines as the training bar's fallback (:class:`PlainProgress`), e.g.
-``final evaluation dmmd-seed0 1,250/2,500 samples (50%) 41.7 it/s elapsed 0:00:30 eta 0:00:30``.
+``final evaluation dmmd-seed0 1,250/2,500 samples (50%) 41.7 samples/s elapsed 0:00:30 eta 0:00:30``.
 
 The bar advances per piece of :func:`gflowzoo.sampling.sample_pieces` (:func:`track_pieces`), and, where one call of
 ``method.sample`` is long (a flow method moving a whole particle batch through hundreds of steps), within a call:
