@@ -172,8 +172,8 @@ def _train_seconds_from_log(run: Any, elapsed: float) -> float:
 def training_facts(run: Any) -> dict[str, Any]:
     """What a run's log says about its in-training evaluations: how many were made (``evaluations``) and skipped
     for lack of budget (``skipped``), and the last one's ``seconds`` and sampler (``n``, ``nfe``, ``levels``,
-    ``particles``: :data:`gflowzoo.evaluate.RECORD_FACTS`). ``{}`` when there were none."""
-    from .evaluate import RECORD_FACTS
+    ``particles``: :data:`gflowzoo.runs.RECORD_FACTS`). ``{}`` when there were none."""
+    from .runs import RECORD_FACTS
 
     made = skipped = 0
     last: dict[str, Any] = {}

@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from . import __version__
+from .runs import RECORD_FACTS  # noqa: F401  (re-exported: the facts of an in-training evaluation record)
 from .errors import UserError
 from .registry import check_options, split_spec, user_options
 
@@ -403,10 +404,6 @@ def evaluate_run(
     return res, path
 
 
-#: Keys of an in-training evaluation record (``eval/<key>`` in ``metrics.jsonl``) that are facts about the
-#: evaluation, not metric values: its duration, the sampler (``n`` samples, ``nfe``, and the settings the cheap sampler
-#: changed), and the budget bookkeeping of a skipped evaluation or of the probe (see :class:`TrainingEval`).
-RECORD_FACTS = frozenset({"seconds", "n", "nfe", "levels", "particles", "skipped", "estimate_s", "left_s", "probe_s"})
 #: A budgeted in-training evaluation is expected to take its predecessor's time times this (the load changes).
 ESTIMATE_MARGIN = 1.25
 #: Before the first evaluation: the probe's time scaled to ``n`` samples, times this.

@@ -12,8 +12,7 @@ import math
 from pathlib import Path
 from typing import Any
 
-from .evaluate import RECORD_FACTS
-from .runs import RunDir, atomic_write_bytes
+from .runs import RECORD_FACTS, RunDir, atomic_write_bytes
 
 
 def fmt(value: Any, std: Any = None, digits: int = 4) -> str:

@@ -33,6 +33,14 @@ _CKPT_RE = re.compile(r"^step-(\d{8})\.pt$")
 _TEMP_RE = re.compile(r"^\.(config\.toml|metrics\.jsonl|step-\d{8}\.pt)\.\w+\.tmp$")
 
 
+#: Keys of an in-training evaluation record (``eval/<key>`` in ``metrics.jsonl``) that are facts about the
+#: evaluation, not metric values: its duration, the sampler (``n`` samples, ``nfe``, and the settings the cheap sampler
+#: changed), and the budget bookkeeping of a skipped evaluation or of the probe (see
+#: :class:`gflowzoo.evaluate.TrainingEval`). Here, with the log's other conventions, so that readers of the log
+#: (the report, compare) need not import the evaluation code.
+RECORD_FACTS = frozenset({"seconds", "n", "nfe", "levels", "particles", "skipped", "estimate_s", "left_s", "probe_s"})
+
+
 class NoCheckpoint(CheckpointError):
     """A run has no checkpoint that loads: none was written yet (``damaged`` is empty), or every one is damaged
     (``damaged``: one short line per file, newest first, naming the file and why)."""
