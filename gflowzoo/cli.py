@@ -6,22 +6,26 @@ import what they need inside their bodies.
 
 from __future__ import annotations
 
-import contextlib
-import functools
 import inspect
 import json
 import re
-import shlex
 import sys
 from pathlib import Path
 from typing import Annotated, Any, Optional
 
 import typer
-from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from .errors import CheckpointError, ConfigError, GflowzooError, UserError, unknown_name
+from .cli_common import (
+    SetOpt,
+    console,
+    err_console,
+    handle_errors,
+    multi_process,
+    reporter,
+)
+from .errors import GflowzooError, UserError, unknown_name
 from .paths import check_writable
 from .registry import KINDS
 
@@ -33,8 +37,6 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     rich_markup_mode=None,
 )
-console = Console()
-err_console = Console(stderr=True)
 
 
 @app.callback()
@@ -49,48 +51,6 @@ def _root(
         import os
 
         os.environ["GFLOWZOO_THREADS"] = str(threads)
-
-
-def handle_errors(fn):
-    """Turn gflowzoo's own errors into a one-block message and an exit code (2 for user mistakes)."""
-
-    @functools.wraps(fn)
-    def wrapper(*args, **kwargs):
-        try:
-            return fn(*args, **kwargs)
-        except GflowzooError as exc:
-            if not getattr(exc, "quiet", False):  # quiet: rank 0 of a multi-process run reports it
-                err_console.print(f"[bold red]Error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
-            raise typer.Exit(exc.exit_code) from None
-
-    return wrapper
-
-
-def multi_process(fn):
-    """Run a command inside :func:`gflowzoo.distributed.session` (joins the process group under torchrun; nothing
-    happens in one process), with stdout quiet on ranks other than 0."""
-
-    @functools.wraps(fn)
-    def wrapper(*args, **kwargs):
-        from . import distributed as dist
-
-        with dist.session(), _other_ranks_quiet():
-            return fn(*args, **kwargs)
-
-    return wrapper
-
-
-@contextlib.contextmanager
-def _other_ranks_quiet():
-    """Ranks other than 0 of a multi-process run print nothing on stdout for the block."""
-    from . import distributed as dist
-
-    old = console.quiet
-    console.quiet = old or not dist.is_main()
-    try:
-        yield
-    finally:
-        console.quiet = old
 
 
 def _state():
@@ -247,12 +207,6 @@ def plugins_cmd(
 # train
 # ---------------------------------------------------------------------------------------------------------------
 
-SetOpt = Annotated[
-    Optional[list[str]],
-    typer.Option("--set", "-s", help="Override a config key: --set lr=1e-4 --set backbone.width=64 (repeatable)."),
-]
-
-
 @app.command("train")
 @handle_errors
 @multi_process
@@ -277,158 +231,24 @@ def train_cmd(
     Several processes: torchrun --nproc-per-node N -m gflowzoo train ... (data-parallel; the batch options are per
     process; see docs/distributed.md)."""
     from . import distributed as dist
+    from .runner import prepare_run, resume_payload, train_run
 
     state = _state()
     # rank 0 resolves the configuration and checks the run directory; its outcome (or error) goes to all ranks
-    spec, run = dist.on_main(lambda: _prepare_training(
-        state.registry, method, dataset, config, sets, steps, minutes, out, device, seed, resume, preset, data_root,
-        eval_every))
-    _run_training(state, run, spec, resume, not no_progress)
-
-
-def _prepare_training(reg: Any, method: str, dataset: Optional[str], config: Optional[Path], sets: Optional[list[str]],
-                      steps: Optional[int], minutes: Optional[float], out: Optional[Path], device: Optional[str],
-                      seed: Optional[int], resume: bool, preset: Optional[str], data_root: Optional[Path],
-                      eval_every: Optional[int]) -> tuple[Any, Any]:
-    """The resolved :class:`~gflowzoo.session.RunSpec` and the :class:`~gflowzoo.runs.RunDir` of ``train``."""
-    from .runs import RunDir, default_run_dir
-    from .session import resolve
-
-    reg.get("method", method)
-    overrides: dict[str, Any] = {}
-    run_over: dict[str, Any] = {}
-    if steps is not None and minutes is not None:
-        run_over.update(steps=steps, minutes=minutes)
-    elif steps is not None:
-        run_over.update(steps=steps, minutes=0.0)
-    elif minutes is not None:
-        run_over.update(minutes=minutes, steps=10**9)
-    if eval_every is not None:
-        run_over["eval_every"] = eval_every
-    if run_over:
-        overrides["run"] = run_over
-    if device is not None:
-        overrides["device"] = device
-    if seed is not None:
-        overrides["seed"] = seed
-    if data_root is not None:
-        overrides["data_root"] = str(data_root)
-
-    if resume:
-        if out is None:
-            raise UserError("--resume needs --out RUN_DIR (the run to continue).")
-        run = RunDir(out)
-        if not run.path.exists():
-            raise UserError(f"Run directory not found: {out}. To start a new run there, leave out --resume.")
-        if run.is_blank():  # empty, or what a run killed before it wrote its configuration leaves
-            raise UserError(f"{out} holds no run to continue (no config.toml: none was started there, or it was "
-                            "stopped before it wrote its configuration); start it without --resume.")
-        run.require()
-        saved = run.read_config()
-        if saved.get("method") != method:
-            raise UserError(f"{out} is a run of method {saved.get('method')!r}, not {method!r}.")
-        if dataset is not None and dataset != saved.get("dataset"):
-            raise UserError(f"{out} was trained on {saved.get('dataset')!r}; --dataset {dataset} cannot change that.")
-        bad = [s for s in (sets or []) if not s.split("=", 1)[0].strip().startswith(("run.", "device", "data_root"))]
-        if bad or config is not None:
-            raise UserError(
-                "On --resume only run.* keys, --steps/--minutes, --device and --data-root may change; "
-                f"the method's configuration is fixed by {run.config_path}."
-            )
-        spec = _resolve_saved(reg, run, saved, sets, overrides)
-    else:
-        run = RunDir(out) if out is not None else None
-        spec = resolve(reg, method, dataset, config_file=config, sets=sets, overrides=overrides, preset=preset)
-        if run is None:
-            run = RunDir(default_run_dir(method, spec.dataset))
-        check_writable(run.path, "the run directory", folder=True)
-        if run.exists():
-            raise UserError(f"{run.path} already exists and is not empty. Use --resume to continue it, or another --out.")
-        if not run.is_blank():  # empty folders and an empty log (a run killed at its start) are no loss
-            raise UserError(f"{run.path} already exists, is not empty and holds no gflowzoo run (no config.toml). "
-                            "Use another --out.")
-    return spec, run
-
-
-def _no_checkpoint_error(run: Any, method: str, exc: Any) -> CheckpointError:
-    """The error for a run without a checkpoint that loads (a :class:`~gflowzoo.runs.NoCheckpoint`), with the
-    command that continues it."""
-    resume = f"`gflowzoo train {method} --out {shlex.quote(str(run.path))} --resume`"
-    if not exc.damaged:
-        return CheckpointError(f"{run.path} has no checkpoint yet (it was stopped before its first one); "
-                               f"continue it with {resume}.")
-    return CheckpointError(f"Every checkpoint of {run.path} is damaged ({'; '.join(exc.damaged)}); move them out of "
-                           f"{run.checkpoint_dir}, then start the run again from step 0 with {resume}.")
-
-
-def _load_resume_payload(run: Any, spec: Any) -> dict[str, Any] | None:
-    """The checkpoint to resume from, or ``None`` (start from step 0) when the run has none yet."""
-    from .runs import NoCheckpoint
-    from .trainer import check_resume_target
-
-    run.remove_temp_files()  # what a kill in the middle of a write left
-    if not run.checkpoints():
-        console.print(f"{run.path} has no checkpoint yet (killed before its first one?): starting it from step 0 "
-                      "with its saved configuration.", highlight=False, soft_wrap=True)
-        return None
-    try:
-        path, payload = run.latest_checkpoint(spec.method)
-    except NoCheckpoint as exc:
-        raise _no_checkpoint_error(run, spec.method, exc) from None
-    for skipped in payload.get("skipped", []):
-        err_console.print(f"[yellow]skipped a damaged checkpoint:[/] {skipped}", highlight=False)
-    check_resume_target(spec, payload)
-    console.print(f"resuming {run.path} from step {payload['step']} ({path.name})")
-    return payload
-
-
-def _run_training(state: Any, run: Any, spec: Any, resume: bool, progress: bool) -> None:
-    from . import distributed as dist
-    from .session import build_method, resolve_device
-    from .trainer import train
-
-    main = dist.is_main()
+    spec, run = dist.on_main(lambda: prepare_run(
+        state.registry, method, dataset=dataset, config=config, sets=sets, steps=steps, minutes=minutes, out=out,
+        device=device, seed=seed, resume=resume, preset=preset, data_root=data_root, eval_every=eval_every))
     # several processes: rank 0 reads the checkpoint and hands it to the others (no shared file system needed)
-    payload = dist.on_main(lambda: _load_resume_payload(run, spec)) if resume else None
-
-    def build() -> tuple[str, Any, Any]:
-        # build the method and touch the data before writing anything, so a failed start leaves no run directory
-        device = resolve_device(spec.device)
-        if dist.world() > 1 and device.startswith("cuda"):  # one GPU per process
-            import torch
-
-            if dist.local_rank() >= torch.cuda.device_count():
-                raise UserError(f"Process {dist.local_rank()} of this machine has no GPU of its own "
-                                f"({torch.cuda.device_count()} visible): start at most that many processes per "
-                                "machine, or train on the CPU (--device cpu).")
-            device = f"cuda:{dist.local_rank()}"
-        method = build_method(state.registry, spec, device)
-        _ = method.data.shape  # fail early, with a clear message, when the data is missing
-        dist.check_support(method, spec.method)
-        on_eval = None
-        if spec.run.eval_every and main:  # in-training evaluation (rank 0); a missing extractor fails here
-            from .evaluate import training_hook
-
-            on_eval = training_hook(spec, method, state.registry, say=lambda s: console.print(s, highlight=False))
-        return device, method, on_eval
-
-    device, method, on_eval = dist.agree(build)  # any rank's failure stops every rank
-    if main:
-        run.path.mkdir(parents=True, exist_ok=True)
-        run.write_config(spec.to_data())
-    where = f"{dist.world()} processes ({device})" if dist.world() > 1 else device
-    console.print(
-        f"training [bold]{spec.method}[/] on [bold]{spec.dataset}[/] ({spec.preset}) on {where}; run: {run.path}",
-        highlight=False,
-    )
-    result = train(run, spec, method, resume_payload=payload, console=console, progress=progress, on_eval=on_eval)
+    payload = dist.on_main(lambda: resume_payload(run, spec, reporter)) if resume else None
+    outcome = train_run(state.registry, run, spec, payload=payload, reporter=reporter, progress=not no_progress)
+    result = outcome.result
     if result.interrupted:
         console.print(f"interrupted at step {result.step}; checkpoint saved: {result.checkpoint}")
         console.print(f"continue with: gflowzoo train {spec.method} --out {run.path} --resume")
         raise typer.Exit(130)
-    if not main:  # rank 0 reports
+    if not dist.is_main():  # rank 0 reports
         return
-    info = getattr(method, "sampling_info", lambda: {})()
+    info = getattr(outcome.method, "sampling_info", lambda: {})()
     console.print(f"done: {result.step} steps in {result.elapsed:.1f}s; checkpoint {result.checkpoint}")
     if info:
         console.print("sampler: " + ", ".join(f"{k}={v}" for k, v in info.items()), highlight=False)
@@ -440,66 +260,12 @@ def _run_training(state: Any, run: Any, spec: Any, resume: bool, progress: bool)
 # ---------------------------------------------------------------------------------------------------------------
 
 
-def _resolve_saved(reg: Any, run: Any, saved: dict[str, Any], sets: list[str] | None,
-                   overrides: dict[str, Any]) -> Any:
-    """The spec of a saved run (``config.toml`` plus ``--set`` items and ``overrides``). An invalid value is a
-    :class:`ConfigError` naming the file when the file is at fault; a bad ``--set`` item is reported as itself."""
-    from .session import resolve
-
-    def resolve_with(extra: list[str] | None) -> Any:
-        return resolve(reg, saved.get("method"), saved.get("dataset"), base=saved, sets=extra, overrides=overrides)
-
-    try:
-        return resolve_with(sets)
-    except ConfigError as exc:
-        blame = exc
-        if sets:  # the --set items or the saved file: the file alone decides
-            try:
-                resolve_with(None)
-            except ConfigError as file_exc:
-                blame = file_exc
-            else:
-                raise
-        raise ConfigError(f"{run.config_path}: {blame}") from None
-
-
 def load_run(run_dir: Path, sets: list[str] | None = None, device: str | None = None, checkpoint: Path | None = None):
-    """Rebuild a trained method from a run directory: ``(spec, method, payload)``. ``sets`` may change sampling
-    options (any key of the method's config) without retraining.
+    """:func:`gflowzoo.runner.load_run` with the CLI's :data:`reporter` (a skipped damaged checkpoint is a one-line
+    warning on stderr): ``(spec, method, payload)``. For commands; other code calls the run service directly."""
+    from .runner import load_run as load
 
-    ``payload["checkpoint_path"]`` is the checkpoint file used. Without ``checkpoint``, that is the newest one that
-    loads: each newer, damaged one is skipped with a one-line warning on stderr (``payload["skipped"]`` holds why).
-    An invalid value in the run's ``config.toml`` is a :class:`ConfigError` naming the file."""
-    from . import distributed as dist
-    from .data import DataHandle
-    from .runs import NoCheckpoint, RunDir, load_checkpoint
-    from .session import build_method, resolve_device
-
-    state = _state()
-    run = RunDir(run_dir).require()
-    saved = run.read_config()
-    method = saved.get("method")
-    if not isinstance(method, str):
-        raise UserError(f"{run.config_path} names no method.")
-    overrides = {"device": device} if device else {}
-    spec = _resolve_saved(state.registry, run, saved, sets, overrides)
-    if checkpoint is not None:
-        path, payload = Path(checkpoint), load_checkpoint(checkpoint, method)
-    else:
-        try:
-            path, payload = run.latest_checkpoint(method)
-        except NoCheckpoint as exc:
-            raise _no_checkpoint_error(run, method, exc) from None
-        if dist.is_main():
-            for skipped in payload.get("skipped", []):
-                err_console.print(f"[yellow]warning:[/] skipped a damaged checkpoint: {escape(skipped)}",
-                                  highlight=False, soft_wrap=True)
-    payload["checkpoint_path"] = str(path)
-    dev = resolve_device(spec.device)
-    data = DataHandle(spec.dataset, spec.data_root, tuple(payload["data"]["shape"]), payload["data"]["kind"], state.registry)
-    m = build_method(state.registry, spec, dev, data)
-    m.load_state_dict(payload["state"])
-    return spec, m, payload
+    return load(run_dir, sets, device, checkpoint, registry=_state().registry, reporter=reporter)
 
 
 #: Picture formats ``gflowzoo sample --out`` writes (through Pillow).
@@ -537,8 +303,9 @@ def sample_cmd(
 
     from . import distributed as dist
     from .progress import SampleProgress, track_pieces
+    from .runs import RunDir
     from .sampling import SampleWriter, check_raw_path, piece_size, sample_pieces
-    from .viz import save_samples
+    from .viz import samples_picture, save_samples
 
     if n < 1:
         raise UserError("--n must be at least 1.")
@@ -568,8 +335,12 @@ def sample_cmd(
         for x in pieces:
             writer.add(x)
     writer.close()
-    out = out or _default_sample_png(run_dir, seed)
-    path = save_samples(writer.kept(), method.data, out, title=f"{spec.method} samples")
+    title = f"{spec.method} samples"
+    if out is None:  # a file of the run: written through its RunDir
+        path = RunDir(run_dir).save_grid(_default_sample_png(run_dir, seed).name,
+                                         samples_picture(writer.kept(), method.data, title=title))
+    else:
+        path = save_samples(writer.kept(), method.data, out, title=title)
     info = getattr(method, "sampling_info", lambda: {})()
     if info:
         console.print("sampler: " + ", ".join(f"{k}={v}" for k, v in info.items()), highlight=False)
@@ -581,7 +352,11 @@ def sample_cmd(
 # ---------------------------------------------------------------------------------------------------------------
 
 
-from . import cli_eval  # noqa: E402,F401  (registers evaluate, compare and extractor on app)
+from . import cli_eval  # noqa: E402
+
+# the commands evaluate, compare and extractor, in this order after sample
+app.registered_commands += cli_eval.commands.registered_commands
+app.registered_groups += cli_eval.commands.registered_groups
 
 
 def build_app() -> typer.Typer:

@@ -1,7 +1,7 @@
 """Commands ``gflowzoo evaluate``, ``gflowzoo compare`` and ``gflowzoo extractor ...``.
 
-Imported by :mod:`gflowzoo.cli` to register the commands on its ``app``; like it, this module imports only typer and
-rich at the top (torch, torch-fidelity and matplotlib load inside the commands).
+The commands are collected on :data:`commands`, which :mod:`gflowzoo.cli` adds to its root ``app``; like it, this
+module imports only typer and rich at the top (torch, torch-fidelity and matplotlib load inside the commands).
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from typing import Annotated, Optional
 import typer
 from rich.table import Table
 
-from .cli import SetOpt, app, console, err_console, handle_errors, multi_process
+from .cli_common import SetOpt, console, err_console, handle_errors, multi_process, reporter
 from .compare import DEFAULT_EVAL_POINTS, DEFAULT_SEEDS  # stdlib-only module: cheap at start-up
 from .errors import UserError
 from .paths import check_writable
@@ -36,9 +36,9 @@ FitOpt = Annotated[
 ]
 DeviceOpt = Annotated[Optional[str], typer.Option("--device", help="auto, cpu, cuda or cuda:N.")]
 
-
-def _say(text: str) -> None:
-    err_console.print(f"[yellow]note:[/] {text}", highlight=False, soft_wrap=True)
+#: The commands of this module (``evaluate``, ``compare`` and the ``extractor`` group), added to the root app by
+#: :mod:`gflowzoo.cli`.
+commands = typer.Typer()
 
 
 def _metric_list(text: str | None) -> list[str] | None:
@@ -68,7 +68,7 @@ def _values_table(values: dict[str, float]) -> Table:
 # ---------------------------------------------------------------------------------------------------------------
 
 
-@app.command("evaluate")
+@commands.command("evaluate")
 @handle_errors
 @multi_process
 def evaluate_cmd(
@@ -88,8 +88,8 @@ def evaluate_cmd(
 ) -> None:
     """Sample from a trained run, compute metrics, print them and write RUN_DIR/eval-<protocol-key>.json (numbers
     plus the whole protocol: sample count, extractor and its weights hash, reference, seed, sampler settings)."""
-    from .evaluate import evaluate_run
     from .progress import SampleProgress
+    from .runner import evaluate_run
     from .runs import RunDir
 
     if n is not None and n < 2:
@@ -101,8 +101,8 @@ def evaluate_cmd(
         res, path = evaluate_run(
             run_dir, metrics=_metric_list(metrics), n=n, seed=seed, extractor=extractor,
             extractor_weights=str(extractor_weights) if extractor_weights else None, ref_split=ref_split, sets=sets,
-            device=device, fit_extractor=fit_extractor, say=_say, on_stage=bar.stage,
-            evaluator_ready=lambda ev: bar.start(ev.n), on_progress=bar.update,
+            device=device, fit_extractor=fit_extractor, say=reporter.note, on_stage=bar.stage,
+            evaluator_ready=lambda ev: bar.start(ev.n), on_progress=bar.update, reporter=reporter,
         )
     if res is None:  # a rank other than 0 of a multi-process evaluation: rank 0 reports
         return
@@ -130,7 +130,7 @@ def evaluate_cmd(
 # ---------------------------------------------------------------------------------------------------------------
 
 
-@app.command("compare")
+@commands.command("compare")
 @handle_errors
 def compare_cmd(
     methods: Annotated[Optional[list[str]], typer.Argument(help="Methods to train and compare.")] = None,
@@ -174,8 +174,7 @@ def compare_cmd(
         seeds=seeds, runs=runs or [], out=out, sets=sets or [], metrics=_metric_list(metrics), n=n,
         extractor=extractor, extractor_weights=str(extractor_weights) if extractor_weights else None,
         fit_extractor=fit_extractor, eval_points=eval_points, device=device,
-        data_root=str(data_root) if data_root else None, preset=preset, console=console, progress=not no_progress,
-        say=_say,
+        data_root=str(data_root) if data_root else None, preset=preset, reporter=reporter, progress=not no_progress,
     )
     # before any training: the report folder, and the given runs (their evaluations are written into them)
     check_writable(cmp.out, "--out" if out is not None else "the report folder", folder=True)
@@ -201,7 +200,7 @@ def compare_cmd(
 
 extractor_app = typer.Typer(help="Feature extractors that gflowzoo trains itself (for FID/KID on small data).",
                             no_args_is_help=True, rich_markup_mode=None)
-app.add_typer(extractor_app, name="extractor")
+commands.add_typer(extractor_app, name="extractor")
 
 
 @extractor_app.command("fit")

@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from .errors import ConfigError
-from .registry import _coerce, check_options, split_spec
+from .registry import _coerce, check_options, nested_components, split_spec
 
 RUN_KEYS = ("method", "dataset", "seed", "device", "data_root", "preset")
 
@@ -199,7 +199,11 @@ def to_data(obj: Any) -> Any:
 
 def build(cls: type, data: Mapping[str, Any], where: str = "", registry: Any = None) -> Any:
     """Build the dataclass ``cls`` from plain data, checking every key and type. Component fields are checked
-    against the registry (when given): the name must exist and the options must match its constructor."""
+    against the registry (when given): the name must exist and the options must match its constructor (options
+    that are components themselves, see :func:`gflowzoo.registry.nested_components`, are checked the same way).
+    Finally the built object's ``validate()`` is called when it has one: a config dataclass puts there the checks
+    of values no type can express (``groups >= 1``), raising :class:`ConfigError`, so they fail when the
+    configuration is resolved (``gflowzoo train --set groups=0``) rather than when the method is built."""
     if not isinstance(data, Mapping):
         raise ConfigError(f"{where or 'config'} must be a table; got {data!r}.")
     hints = typing.get_type_hints(cls)
@@ -227,7 +231,11 @@ def build(cls: type, data: Mapping[str, Any], where: str = "", registry: Any = N
             if isinstance(v, float) and not math.isfinite(v):
                 raise ConfigError(f"{key} must be a finite number; got {v!r}.")
             kwargs[name] = v
-    return cls(**kwargs)
+    obj = cls(**kwargs)
+    validate = getattr(obj, "validate", None)
+    if callable(validate):  # checks that span several fields live with the config (see build's docstring)
+        validate()
+    return obj
 
 
 def _check_component(kind: str, value: Any, key: str, registry: Any) -> Any:
@@ -242,6 +250,9 @@ def _check_component(kind: str, value: Any, key: str, registry: Any) -> Any:
                 raise ConfigError(f"{key}: {exc}") from None
             raise
         options = check_options(obj, options, key)
+        for opt, sub_kind in nested_components(obj).items():
+            if isinstance(options.get(opt), (str, Mapping)):
+                options[opt] = _check_component(sub_kind, options[opt], f"{key}.{opt}", registry)
     return {"name": name, **options} if options else name
 
 

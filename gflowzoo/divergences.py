@@ -11,17 +11,18 @@ A kernel may be given as a :class:`~gflowzoo.interfaces.Kernel` or as a registry
 
 from __future__ import annotations
 
+import copy
 import warnings
 import weakref
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal, Self
 
 import torch
 from torch import Tensor
 
 from .errors import ConfigError
-from .interfaces import Divergence, Kernel
+from .interfaces import CriticObjective, Divergence, Kernel
 from .kernels import as_float32, float32_region
 
 __all__ = ["KALE", "MMD", "KaleSolution", "mmd2", "resolve_kernel", "witness"]
@@ -183,8 +184,19 @@ def witness(fz: Tensor, fx: Tensor, fy: Tensor, kernel: Kernel | str | Mapping[s
 class _KernelHolder(Divergence):
     """Holds a kernel or a spec, resolved lazily on first use of :attr:`kernel`."""
 
+    #: the ``kernel`` option is a component: the session builds it with its registry (gflowzoo.registry)
+    component_options: ClassVar[dict[str, str]] = {"kernel": "kernel"}
     _kernel: Kernel | None = None
     _kernel_spec: Any = None
+
+    def with_kernel(self, kernel: Kernel) -> Self:
+        """A copy of this divergence (same options) on ``kernel``: for methods whose kernel changes from one use to
+        the next (DMMD: one noise-adaptive kernel per noise level). Caches are not shared with the copy."""
+        other = copy.copy(self)
+        other.kernel = kernel
+        if hasattr(other, "_cache"):
+            other._cache = None
+        return other
 
     @property
     def kernel(self) -> Kernel:  # type: ignore[override]
@@ -281,7 +293,7 @@ class KaleSolution:
     converged: bool
 
 
-class KALE(_KernelHolder):
+class KALE(_KernelHolder, CriticObjective):
     """The KL approximate lower bound of Glaser, Arbel & Gretton (2021), with the source Q = ``fy`` (particles)
     and the target P = ``fx`` (data):
 
@@ -329,6 +341,16 @@ class KALE(_KernelHolder):
         self.lam, self.max_iter, self.tol = float(lam), int(max_iter), float(tol)
         # (weak refs to fx and fy, their versions, the solution): one solve for estimate + witness on one pair
         self._cache: tuple[Any, Any, int, int, KaleSolution] | None = None
+
+    # -- the objective ------------------------------------------------------------------------------------------
+    @staticmethod
+    def critic_objective(hx: Tensor, hy: Tensor) -> Tensor:
+        """``1 + mean_Q h - mean_P exp(h)``: the KALE objective ``J`` without its RKHS penalty, for critic values at
+        target points ``hx`` (``[..., n]``) and source points ``hy`` (``[..., m]``), reduced over the last axis.
+        :meth:`estimate` is ``(1 + lam)`` times this minus ``(lam / 2) |h|_H^2`` at the solved ``h*``; a method
+        that trains its own critic (``dkale``) maximises it directly (its regularisation is its own, ``lam``,
+        ``max_iter`` and ``tol`` do not apply there)."""
+        return 1.0 + hy.mean(-1) - hx.exp().mean(-1)
 
     # -- the inner problem ---------------------------------------------------------------------------------------
     def solve(self, fx: Tensor, fy: Tensor) -> KaleSolution:
@@ -431,7 +453,7 @@ class KALE(_KernelHolder):
             h = kz @ coef
             hx, hy = h[:n], h[n:]
             norm2 = coef @ h
-        return (1.0 + self.lam) * (1.0 + hy.mean() - hx.exp().mean() - 0.5 * self.lam * norm2)
+        return (1.0 + self.lam) * (self.critic_objective(hx, hy) - 0.5 * self.lam * norm2)
 
     def witness(self, fz: Tensor, fx: Tensor, fy: Tensor) -> Tensor:
         """``-(1 + lam) h*(z)`` at ``fz`` (``[K, D]``); returns ``[K]``."""

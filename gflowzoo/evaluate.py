@@ -105,12 +105,11 @@ class EvalResult:
                 "protocol_key": self.key}
 
     def write(self, run_dir: str | Path) -> Path:
-        """Write ``RUN_DIR/eval-<protocol key>.json`` (atomically) and return its path."""
-        from .runs import atomic_write_bytes
+        """Write ``RUN_DIR/eval-<protocol key>.json`` (atomically, through :meth:`gflowzoo.runs.RunDir.write_eval`)
+        and return its path."""
+        from .runs import RunDir
 
-        path = Path(run_dir) / f"eval-{self.key}.json"
-        atomic_write_bytes(path, (json.dumps(self.to_json(), indent=2, default=str) + "\n").encode())
-        return path
+        return RunDir(run_dir).write_eval(self.key, self.to_json())
 
 
 class Evaluator:
@@ -360,48 +359,6 @@ class Evaluator:
         res.timing.update(sampling_s=sampling_s, total_s=time.perf_counter() - t0,
                           samples_per_s=self.n / max(sampling_s, 1e-9))
         return res
-
-
-def evaluate_run(
-    run_dir: str | Path,
-    *,
-    metrics: Sequence[str] | None = None,
-    n: int | None = None,
-    seed: int = 0,
-    extractor: str | None = None,
-    extractor_weights: str | None = None,
-    ref_split: str | None = None,
-    sets: list[str] | None = None,
-    device: str | None = None,
-    fit_extractor: bool = False,
-    say: Say | None = None,
-    on_stage: Callable[[str], None] | None = None,
-    evaluator_ready: Callable[[Evaluator], None] | None = None,
-    write: bool = True,
-    on_progress: Callable[[float], None] | None = None,
-) -> tuple[EvalResult, Path | None]:
-    """Evaluate the latest checkpoint of a run directory and write ``RUN_DIR/eval-<protocol key>.json``
-    (``on_stage``, ``on_progress``: see :meth:`Evaluator.evaluate_method`)."""
-    from . import distributed as dist
-    from .cli import load_run
-    from .session import resolve_device
-
-    spec, method, payload = dist.agree(lambda: load_run(Path(run_dir), sets, device))
-    ev = Evaluator(method.data, metrics, n=n, seed=seed, extractor=extractor, extractor_weights=extractor_weights,
-                   ref_split=ref_split, device=resolve_device(spec.device), fit_extractor=fit_extractor, say=say)
-    # several processes (torchrun): rank 0 prepares the metrics once, every rank samples its share
-    n_eval = dist.on_main(lambda: ev.prepare().n)
-    if not dist.is_main():
-        dist.sample_shards(method, n_eval, seed)
-        return None, None  # type: ignore[return-value]
-    if evaluator_ready is not None:
-        evaluator_ready(ev)
-    res = ev.evaluate_method(method, {"sets": list(sets or [])}, on_stage, shard=True, on_progress=on_progress)
-    res.protocol["run"] = {"method": spec.method, "step": int(payload.get("step", 0)),
-                           "train_seconds": float(payload.get("elapsed", 0.0)), "path": str(Path(run_dir)),
-                           "checkpoint": payload.get("checkpoint_path")}
-    path = res.write(run_dir) if write else None
-    return res, path
 
 
 #: A budgeted in-training evaluation is expected to take its predecessor's time times this (the load changes).

@@ -11,11 +11,14 @@ samples), a witness ``f_{P,Q}(z)`` is large where P has more mass than Q. A grad
 from __future__ import annotations
 
 import abc
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any, ClassVar
 
 import torch
 from torch import Tensor, nn
+
+from .errors import UserError
 
 
 class FeatureBackbone(nn.Module, abc.ABC):
@@ -162,6 +165,124 @@ class FlowIntegrator(abc.ABC):
         return z
 
 
+class Dataset(abc.ABC):
+    """A finite, indexable data set in model units (images ``[C, H, W]`` in ``[-1, 1]``, points of unit-ish scale).
+
+    A data set plugin registers a factory ``f(root, split)`` (``f(root, split, arg)`` for names ending in ``:``) that
+    returns an instance. :class:`gflowzoo.data.ArrayImages` and :class:`gflowzoo.data.Points` implement it for
+    ``uint8`` image arrays and 2-D points.
+    """
+
+    kind: str = "image"  # "image" or "points"
+    name: str = ""
+    split: str = "train"
+
+    @property
+    @abc.abstractmethod
+    def shape(self) -> tuple[int, ...]:
+        """Per-sample shape ``*S``."""
+
+    @abc.abstractmethod
+    def __len__(self) -> int: ...
+
+    @abc.abstractmethod
+    def get(self, index: Tensor) -> Tensor:
+        """Samples at ``index`` (``[n]`` long tensor) as float32 ``[n, *S]`` in model units."""
+
+    def sample(self, n: int, generator: torch.Generator) -> Tensor:
+        """``n`` samples drawn uniformly with replacement using ``generator``."""
+        idx = torch.randint(len(self), (n,), generator=generator)
+        return self.get(idx)
+
+    def batches(self, batch_size: int, limit: int | None = None) -> Iterator[Tensor]:
+        """The data in order, in batches (for statistics over the whole set)."""
+        total = len(self) if limit is None else min(limit, len(self))
+        for start in range(0, total, batch_size):
+            yield self.get(torch.arange(start, min(start + batch_size, total)))
+
+    def to_unit(self, x: Tensor) -> Tensor:
+        """Model units -> display units (images: ``[0, 1]``; points: raw coordinates)."""
+        return x
+
+    def info(self) -> dict[str, Any]:
+        """Facts about the data set that metrics may use (e.g. mode centres of a Gaussian mixture)."""
+        return {}
+
+
+class Metric(abc.ABC):
+    """A sample-quality metric (registry kind ``metric``).
+
+    Options are the constructor's keyword arguments (with defaults). :meth:`compute` reads the generated samples,
+    the reference data and, for image metrics, features from a :class:`gflowzoo.metrics.base.EvalContext` and
+    returns named plain floats (``{"kid": ..., "kid_std": ...}``).
+
+    Class attributes:
+        data_kinds: the data kinds it applies to (``"image"``, ``"points"``).
+        needs_features: whether it reads features of an image feature extractor (FID, KID, ...).
+        needs_logits: whether it reads the extractor's class logits (Inception Score).
+        lower_is_better: for each key :meth:`compute` returns, whether smaller values are better (tables mark the
+            direction; keys absent here are informational, e.g. a standard deviation).
+    """
+
+    data_kinds: ClassVar[tuple[str, ...]] = ("image", "points")
+    needs_features: ClassVar[bool] = False
+    needs_logits: ClassVar[bool] = False
+    lower_is_better: ClassVar[dict[str, bool]] = {}
+
+    def check(self, kind: str, info: dict[str, Any]) -> None:
+        """Raise a :class:`UserError` when the metric cannot be computed on data of ``kind`` with ``info``
+        (:meth:`Dataset.info`). Called before any sampling, so a bad choice fails at once."""
+        if kind not in self.data_kinds:
+            raise UserError(
+                f"Metric {type(self).__name__} applies to {' or '.join(self.data_kinds)} data, not {kind} data."
+            )
+
+    @abc.abstractmethod
+    def compute(self, ctx: Any) -> dict[str, float]:
+        """Named scalar results (plain floats) for the samples held by ``ctx``, a
+        :class:`gflowzoo.metrics.base.EvalContext` (``gflowzoo.api.EvalContext``)."""
+
+
+class FeatureExtractor(abc.ABC):
+    """A named image feature network run through torch-fidelity (registry kind ``feature-extractor``).
+
+    Image metrics (FID, KID, precision/recall, IS) read its features: the network takes ``uint8`` images
+    ``[N, 3, H, W]`` (grey images are replicated to three channels) and yields ``[N, D]`` features at
+    ``feature_layer`` and, optionally, ``[N, K]`` class logits at ``logits_layer``.
+
+    Attributes:
+        name: the gflowzoo registry name.
+        fidelity_name: the name it has in torch-fidelity's feature-extractor registry.
+        feature_layer: the layer FID, KID and precision/recall use (``[N, D]`` features).
+        logits_layer: the layer of class logits for the Inception Score, or ``None``.
+    """
+
+    name: ClassVar[str] = ""
+    fidelity_name: str = ""
+    feature_layer: str = ""
+    logits_layer: str | None = None
+
+    def check_shape(self, shape: tuple[int, ...]) -> None:
+        """Raise a :class:`UserError` when images of ``shape`` (``[C, H, W]``) cannot go through this network."""
+        if len(shape) != 3 or shape[0] not in (1, 3):
+            raise UserError(f"{self.name} takes grey or RGB images [C, H, W]; got data of shape {list(shape)}.")
+
+    @abc.abstractmethod
+    def resolve_weights(self, *, fit_missing: bool = False, data_root: str | None = None, device: str = "cpu",
+                        say: Callable[[str], None] | None = None) -> Path:
+        """The weights file to use. Raises :class:`UserError` with instructions when there is none. ``fit_missing``
+        allows extractors that gflowzoo trains itself to train one now (``say`` reports it)."""
+
+    def fidelity_class(self) -> type | None:
+        """The ``torch_fidelity.FeatureExtractorBase`` subclass to register under :attr:`fidelity_name`, or
+        ``None`` when torch-fidelity provides it."""
+        return None
+
+    def fidelity_kwargs(self, weights: Path) -> dict[str, Any]:
+        """Keyword arguments for torch-fidelity's extractor constructor."""
+        return {"feature_extractor_weights_path": str(weights)}
+
+
 class Method(abc.ABC):
     """A generative-modelling recipe: trains on a data set and draws samples.
 
@@ -214,3 +335,28 @@ class Method(abc.ABC):
     @abc.abstractmethod
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Restore from :meth:`state_dict`."""
+
+
+class WidthAwareKernel(abc.ABC):
+    """A kernel family with a free length scale, for methods that set the width themselves (DMMD's
+    noise-adaptive width ``h(t)``). A kernel opts in by subclassing this as well as :class:`Kernel` (or by
+    registering with it: ``WidthAwareKernel.register(MyKernel)``) and implementing :meth:`at_width`.
+
+    A kernel without it is used with its own, fixed parameters by such methods.
+    """
+
+    @abc.abstractmethod
+    def at_width(self, h: Tensor) -> Kernel:
+        """This kernel with its length scale set to ``h`` (a scalar tensor, feature units, possibly carrying
+        gradients that must flow through the Gram matrix). The kernel's own width options are *relative* to
+        ``h``: the built-in ``rbf`` with ``sigmas=[1.0]`` becomes ``exp(-|a - b|^2 / (2 h^2))``."""
+
+
+class CriticObjective(abc.ABC):
+    """A divergence with a variational form scored on a learned critic's values, for methods that train the
+    critic themselves (``dkale``). :class:`gflowzoo.divergences.KALE` is one."""
+
+    @abc.abstractmethod
+    def critic_objective(self, hx: Tensor, hy: Tensor) -> Tensor:
+        """The objective (to maximise) of critic values at target points ``hx`` (``[..., n]``) and at source
+        points ``hy`` (``[..., m]``), reduced over the last axis; returns ``[...]``."""

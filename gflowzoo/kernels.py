@@ -30,7 +30,7 @@ import torch
 from torch import Tensor
 
 from .errors import ConfigError
-from .interfaces import Kernel
+from .interfaces import Kernel, WidthAwareKernel
 
 __all__ = [
     "EnergyKernel",
@@ -38,6 +38,7 @@ __all__ = [
     "PolyKernel",
     "RBFKernel",
     "RQKernel",
+    "WidthRBF",
     "as_float32",
     "exp_floor",
     "float32_region",
@@ -200,7 +201,7 @@ class LinearKernel(Kernel):
         return "LinearKernel()"
 
 
-class RBFKernel(Kernel):
+class RBFKernel(Kernel, WidthAwareKernel):
     """Gaussian kernel, or an unweighted sum of Gaussians of several widths.
 
     ``convention="std"`` (default): ``k(a, b) = sum_s exp(-|a - b|^2 / (2 s^2))`` with ``s`` a standard deviation
@@ -257,8 +258,44 @@ class RBFKernel(Kernel):
         """``len(sigmas)`` for every row (``[N]``)."""
         return x.new_full((x.shape[0],), float(len(self.sigmas)))
 
+    def at_width(self, h: Tensor) -> WidthRBF:
+        """The same mixture with every width measured in units of ``h`` (a scalar tensor, see
+        :class:`~gflowzoo.interfaces.WidthAwareKernel`): std ``s`` becomes ``s * h`` (variance ``s``:
+        ``sqrt(s) * h``). The default ``sigmas=[1.0]`` gives the Gaussian of width ``h``."""
+        stds = self.sigmas if self.convention == "std" else [math.sqrt(s) for s in self.sigmas]
+        return WidthRBF(h, stds)
+
     def __repr__(self) -> str:
         return f"RBFKernel(sigmas={self.sigmas}, convention={self.convention!r})"
+
+
+class WidthRBF(Kernel):
+    """``k(a, b) = sum_s exp(-|a - b|^2 / (2 (s h)^2))`` with ``h`` a (differentiable) scalar tensor and ``s`` in
+    ``scales`` (default one Gaussian of width ``h``): :meth:`RBFKernel.at_width`. Exponents are floored at
+    :func:`exp_floor`."""
+
+    def __init__(self, h: Tensor, scales: list[float] | tuple[float, ...] = (1.0,)) -> None:
+        self.h = h
+        self.scales = [float(s) for s in scales]
+
+    def gram(self, x: Tensor, y: Tensor) -> Tensor:
+        """``[N, D]``, ``[M, D]`` -> ``[N, M]``."""
+        d = sq_dists(x, y)
+        h = self.h.to(x.dtype)
+        floor = exp_floor(x.dtype)
+        out = None
+        for s in self.scales:
+            hs = h if s == 1.0 else h * s
+            term = torch.exp((-d / (2 * hs**2)).clamp_min(floor))
+            out = term if out is None else out + term
+        return out
+
+    def diag(self, x: Tensor) -> Tensor:
+        """``len(scales)`` for every row (``[N]``)."""
+        return x.new_full((x.shape[0],), float(len(self.scales)))
+
+    def __repr__(self) -> str:
+        return f"WidthRBF(h={self.h!r}, scales={self.scales})"
 
 
 class RQKernel(Kernel):

@@ -246,6 +246,23 @@ class Registry:
     def load(self, kind: str, name: str) -> Any:
         return self.get(kind, name).load()
 
+    def component(self, kind: str, spec: str | Mapping[str, Any]) -> Any:
+        """The component of ``spec`` as the session hands it to a method: built, or for the kinds in
+        :data:`FACTORY_KINDS` (whose constructors need arguments only the method knows) a :class:`ComponentFactory`
+        with the validated options bound. Options that are components themselves (declared by the component's
+        ``component_options``, see :func:`nested_components`) are resolved with this registry too, given or not."""
+        name, options = split_spec(spec)
+        obj = self.load(kind, name)
+        options = check_options(obj, options, f"{kind} {name!r}")
+        defaults = user_options(obj)
+        for opt, sub_kind in nested_components(obj).items():
+            value = options.get(opt, defaults[opt].default if opt in defaults else None)
+            if isinstance(value, (str, Mapping)):
+                options[opt] = self.component(sub_kind, value)
+        if kind in FACTORY_KINDS:
+            return ComponentFactory(kind, name, obj, options)
+        return obj(**options)
+
     def create(self, kind: str, spec: str | Mapping[str, Any], /, **context: Any) -> Any:
         """Build a component from a spec. ``context`` holds arguments the caller supplies (for example the input
         shape of a backbone); user options come from the spec and are validated against the constructor."""
@@ -253,6 +270,45 @@ class Registry:
         obj = self.load(kind, name)
         options = check_options(obj, options, f"{kind} {name!r}")
         return obj(**context, **options)
+
+
+#: Kinds whose components the session hands to a method as a :class:`ComponentFactory` (their constructors take
+#: arguments only the method knows: a backbone's ``in_shape`` and ``feature_dim``); every other kind arrives built.
+FACTORY_KINDS = frozenset({"backbone"})
+
+
+def nested_components(obj: Any) -> dict[str, str]:
+    """``{option: kind}`` of the constructor options of ``obj`` that are components themselves: its class attribute
+    ``component_options`` (for example ``{"kernel": "kernel"}`` on :class:`gflowzoo.divergences.MMD`)."""
+    return dict(getattr(obj, "component_options", None) or {})
+
+
+@dataclass(frozen=True)
+class ComponentFactory:
+    """A component the session has validated but not built, because building it needs arguments only the method
+    knows (a backbone's ``in_shape`` and ``feature_dim``). ``factory(**context)`` builds it with the bound
+    ``options``; ``target`` is the registered class or factory (read class attributes such as
+    ``default_feature_dim`` from it)."""
+
+    kind: str
+    name: str
+    target: Any
+    options: Mapping[str, Any] = field(default_factory=dict)
+
+    def __call__(self, **context: Any) -> Any:
+        """Build the component: ``target(**context, **options)``."""
+        return self.target(**context, **self.options)
+
+
+class Components(dict):
+    """The components of one method's config, built by the session from the registry it was given
+    (:func:`gflowzoo.session.build_components`). Keys are the dotted paths of the config's component fields
+    (``"kernel"``, ``"sampler.integrator"``); values are built objects, or :class:`ComponentFactory` for the
+    kinds in :data:`FACTORY_KINDS`."""
+
+    def __missing__(self, key: str) -> Any:
+        have = ", ".join(sorted(self)) or "(none)"
+        raise KeyError(f"No component {key!r} was built for this config; it has: {have}.")
 
 
 class Registrar:

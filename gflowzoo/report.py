@@ -1,6 +1,7 @@
 """The report of ``gflowzoo compare``: ``report.md``, a self-contained ``report.html`` (pictures embedded as base64),
 ``results.json`` and the pictures (``report-files/``): sample grids side by side, metric-versus-wall-clock curves from
-the in-training evaluations and loss curves. Plots are drawn with matplotlib's Agg backend.
+the in-training evaluations and loss curves. Plots are drawn with matplotlib's Agg backend. Every file is written
+atomically (:func:`gflowzoo.runs.atomic_write_bytes`); the layout of the folder is in docs/runs.md.
 """
 
 from __future__ import annotations
@@ -120,6 +121,15 @@ def _series(records: list[Any]) -> dict[str, list[tuple[Any, list[float], list[f
     return out
 
 
+def _save_figure(fig: Any, path: Path) -> None:
+    """Write a matplotlib figure as a PNG, atomically."""
+    import io
+
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", bbox_inches="tight")
+    atomic_write_bytes(path, buf.getvalue())
+
+
 def plot_curves(records: list[Any], folder: Path) -> dict[str, list[Path]]:
     """One PNG per in-training metric (``curve-<key>.png``) and one with every loss (``losses.png``)."""
     import matplotlib
@@ -152,7 +162,7 @@ def plot_curves(records: list[Any], folder: Path) -> dict[str, list[Path]]:
         if key in ("eval/kid", "eval/fid", "eval/mmd") and min(ys) > 0 and max(ys) > 10 * min(ys):
             ax.set_yscale("log")
         path = folder / f"curve-{key.removeprefix('eval/')}.png"
-        fig.savefig(path, bbox_inches="tight")
+        _save_figure(fig, path)
         plt.close(fig)
         out["curves"].append(path)
     loss_keys = [k for k in series if not k.startswith("eval/")]
@@ -162,7 +172,7 @@ def plot_curves(records: list[Any], folder: Path) -> dict[str, list[Path]]:
             draw(ax, key)
             ax.set_title(key)
         path = folder / "losses.png"
-        fig.savefig(path, bbox_inches="tight")
+        _save_figure(fig, path)
         plt.close(fig)
         out["losses"].append(path)
     return out

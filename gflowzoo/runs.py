@@ -1,11 +1,17 @@
 """Run directories and checkpoints.
 
-A run directory holds::
+A run directory holds (docs/runs.md has who writes what, and when)::
 
     config.toml        the resolved configuration (enough to rebuild the run)
-    checkpoints/       step-XXXXXXXX.pt, written atomically (temp file, fsync, rename)
-    samples/           PNG sample grids
+    checkpoints/       step-XXXXXXXX.pt
+    samples/           sample pictures: step-XXXXXXXX.png, final.png (training), sample-seed<k>.png (sample)
     metrics.jsonl      one JSON object per logged step, with wall-clock seconds
+    eval-<key>.json    one file per evaluation protocol (``gflowzoo evaluate``, ``gflowzoo compare``)
+    compare.json       the record of a run that ``gflowzoo compare`` finished (in a comparison's ``runs/``)
+
+:class:`RunDir` writes every one of them, each atomically (temporary file, fsync, rename; see
+:func:`atomic_write_bytes`), except ``metrics.jsonl``, which grows one line per record (a torn last line, which only
+a crash can leave, is skipped when read) and is rewritten atomically when a resume cuts it back.
 
 Checkpoints hold tensors, dicts, lists and plain scalars only and are read with ``torch.load(weights_only=True)``:
 no code runs from a checkpoint file.
@@ -30,7 +36,8 @@ FORMAT = "gflowzoo-checkpoint"
 FORMAT_VERSION = 1
 _CKPT_RE = re.compile(r"^step-(\d{8})\.pt$")
 #: The temporary file of an :func:`atomic_write_bytes` of a run's own file that a kill interrupted.
-_TEMP_RE = re.compile(r"^\.(config\.toml|metrics\.jsonl|step-\d{8}\.pt)\.\w+\.tmp$")
+_TEMP_RE = re.compile(
+    r"^\.(config\.toml|metrics\.jsonl|step-\d{8}\.pt|compare\.json|eval-\w+\.json|[\w.-]+\.(?:png|jpe?g|pdf))\.\w+\.tmp$")
 
 
 #: Keys of an in-training evaluation record (``eval/<key>`` in ``metrics.jsonl``) that are facts about the
@@ -140,11 +147,19 @@ class RunDir:
             return False
         return True
 
+    @property
+    def compare_record_path(self) -> Path:
+        return self.path / "compare.json"
+
+    def eval_path(self, key: str) -> Path:
+        """``eval-<key>.json``: the evaluation under the protocol whose key is ``key``."""
+        return self.path / f"eval-{key}.json"
+
     def remove_temp_files(self) -> list[Path]:
         """Remove the temporary files that writes interrupted by a kill left (``.step-XXXXXXXX.pt.*.tmp`` in
-        ``checkpoints/``, ``.config.toml.*.tmp``, ``.metrics.jsonl.*.tmp``); returns them. Call it only when no other
-        process writes into the run."""
-        found = [p for folder in (self.path, self.checkpoint_dir) if folder.is_dir()
+        ``checkpoints/``, ``.config.toml.*.tmp``, ``.metrics.jsonl.*.tmp``, those of ``eval-*.json``, ``compare.json``
+        and of the pictures in ``samples/``); returns them. Call it only when no other process writes into the run."""
+        found = [p for folder in (self.path, self.checkpoint_dir, self.samples_dir) if folder.is_dir()
                  for p in folder.iterdir() if _TEMP_RE.match(p.name) and p.is_file() and not p.is_symlink()]
         for p in found:
             p.unlink(missing_ok=True)
@@ -163,6 +178,41 @@ class RunDir:
 
     def read_config(self) -> dict[str, Any]:
         return load_toml(self.config_path)
+
+    # -- pictures, evaluations, records ------------------------------------------------------------------------
+    def save_grid(self, name: str, picture: bytes) -> Path:
+        """Write ``samples/<name>`` (a sample picture, e.g. the bytes of :func:`gflowzoo.viz.samples_picture`)."""
+        return self.write_file(f"samples/{name}", picture)
+
+    def write_eval(self, key: str, data: dict[str, Any]) -> Path:
+        """Write ``eval-<key>.json`` (an evaluation under the protocol with that key, as JSON); returns its path."""
+        path = self.eval_path(key)
+        atomic_write_bytes(path, (json.dumps(data, indent=2, default=str) + "\n").encode())
+        return path
+
+    def write_compare_record(self, data: dict[str, Any]) -> Path:
+        """Write ``compare.json``: the record of a run that ``gflowzoo compare`` trained and evaluated (its presence
+        marks the run finished; running the comparison again reuses it)."""
+        atomic_write_bytes(self.compare_record_path, (json.dumps(data, indent=2, default=str) + "\n").encode())
+        return self.compare_record_path
+
+    def read_compare_record(self) -> dict[str, Any] | None:
+        """The ``compare.json`` record, or ``None`` when the run has none (or a damaged one)."""
+        try:
+            data = json.loads(self.compare_record_path.read_text())
+        except (OSError, ValueError):
+            return None
+        return data if isinstance(data, dict) else None
+
+    def write_file(self, relative: str | os.PathLike, data: bytes) -> Path:
+        """Write a file of the run's own at ``relative`` (a path inside the run directory, such as a plugin's
+        ``diagnostics/width.png``); returns its path. Paths that leave the run directory are refused."""
+        rel = Path(relative)
+        if rel.is_absolute() or ".." in rel.parts:
+            raise ValueError(f"{relative} is not a path inside the run directory")
+        path = self.path / rel
+        atomic_write_bytes(path, data)
+        return path
 
     # -- metrics log -------------------------------------------------------------------------------------------
     def log(self, record: dict[str, Any]) -> None:

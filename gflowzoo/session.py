@@ -164,10 +164,64 @@ def _build_spec(registry: Any, cfg_cls: type, data: dict[str, Any]) -> RunSpec:
     )
 
 
+def build_components(registry: Any, config: Any) -> Any:
+    """Build every component field of the method config ``config`` (a dataclass; nested dataclasses too) with
+    ``registry`` (``None``: the global registry of :func:`gflowzoo.plugins.get_registry`). Returns a
+    :class:`gflowzoo.registry.Components` keyed by the fields' dotted paths (``"kernel"``,
+    ``"sampler.integrator"``): built objects, or a :class:`gflowzoo.registry.ComponentFactory` for a backbone
+    (see :meth:`gflowzoo.registry.Registry.component`).
+
+    This is how components reach a method: :func:`build_method` passes the result as ``components=``; a method
+    built without it (an older caller) calls this function itself with ``registry=None``."""
+    from .registry import Components
+
+    if registry is None:
+        from .plugins import get_registry
+
+        registry = get_registry()
+    out = Components()
+    _collect_components(registry, config, "", out)
+    return out
+
+
+def build_component(registry: Any, kind: str, spec: Any) -> Any:
+    """One component of ``kind`` from ``spec`` as :func:`build_components` builds it (``registry`` ``None``: the
+    global registry); for a component built by hand that holds another one (a backbone's schedule option)."""
+    if registry is None:
+        from .plugins import get_registry
+
+        registry = get_registry()
+    return registry.component(kind, spec)
+
+
+def _collect_components(registry: Any, config: Any, prefix: str, out: dict[str, Any]) -> None:
+    for f in dataclasses.fields(config):
+        value = getattr(config, f.name)
+        if "component" in f.metadata:
+            out[prefix + f.name] = registry.component(f.metadata["component"], value)
+        elif dataclasses.is_dataclass(value) and not isinstance(value, type):
+            _collect_components(registry, value, f"{prefix}{f.name}.", out)
+
+
+def takes_components(method_cls: type) -> bool:
+    """Whether the constructor of ``method_cls`` accepts ``components=`` (methods written before injection do not;
+    :func:`build_method` then calls them with ``(config, data, device)`` only)."""
+    import inspect
+
+    try:
+        params = inspect.signature(method_cls).parameters
+    except (TypeError, ValueError):  # pragma: no cover - builtins
+        return False
+    return "components" in params or any(p.kind is p.VAR_KEYWORD for p in params.values())
+
+
 def build_method(registry: Any, spec: RunSpec, device: str, data: Any = None) -> Any:
     """Instantiate the method of ``spec`` on ``device`` with a :class:`DataHandle` (made from the spec if not
     given), with the speed options ``spec.run.amp`` and ``spec.run.compile`` applied (:func:`gflowzoo.accel.apply`).
-    The global torch seed is set from the spec so initial weights are reproducible."""
+    The global torch seed is set from the spec so initial weights are reproducible.
+
+    Every component the config names is built with ``registry`` (:func:`build_components`) and handed to the method
+    as ``components=`` when its constructor takes that keyword: methods never look components up themselves."""
     import torch
 
     from .data import DataHandle
@@ -176,7 +230,11 @@ def build_method(registry: Any, spec: RunSpec, device: str, data: Any = None) ->
     if data is None:
         data = DataHandle(spec.dataset, spec.data_root, registry=registry)
     method_cls = registry.load("method", spec.method)
-    method = method_cls(spec.model, data, torch.device(device))
+    if takes_components(method_cls):
+        parts = build_components(registry, spec.model)
+        method = method_cls(spec.model, data, torch.device(device), components=parts)
+    else:
+        method = method_cls(spec.model, data, torch.device(device))
     from .accel import apply
 
     # run.amp / run.compile (gflowzoo/accel.py): applied here, so training, sampling and evaluation all see them

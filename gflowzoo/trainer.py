@@ -143,12 +143,12 @@ def train(
     def grid(name: str) -> str | None:
         if not main or loop.grid_size <= 0:  # grid_size 0: no sample grids (compare draws its own pictures)
             return None
-        from .viz import save_samples
+        from .viz import samples_picture
 
         # sample grids use their own generator so that writing them does not change the training stream
         g = torch.Generator().manual_seed(spec.seed + 7919)
         x = method.sample(loop.grid_size, g)
-        return str(save_samples(x, method.data, run.samples_dir / f"{name}.png", title=f"{spec.method} step {step}"))
+        return str(run.save_grid(f"{name}.png", samples_picture(x, method.data, title=f"{spec.method} step {step}")))
 
     interrupted = False
     progress_ctx = _make_progress(console, progress and main)

@@ -155,6 +155,7 @@ def test_broken_inline_toml_is_not_taken_for_a_name(fit_registry, tmp_path):
 
 def test_unwritable_output_paths_exit_2_before_any_work(fit_registry, tmp_path, monkeypatch):
     import gflowzoo.cli
+    import gflowzoo.runner
     from gflowzoo.compare import Comparison
 
     afile = tmp_path / "afile"
@@ -174,6 +175,7 @@ def test_unwritable_output_paths_exit_2_before_any_work(fit_registry, tmp_path, 
         raise AssertionError("work started before the output paths were checked")
 
     monkeypatch.setattr(gflowzoo.cli, "load_run", no_work)
+    monkeypatch.setattr(gflowzoo.runner, "load_run", no_work)
     monkeypatch.setattr(Comparison, "run", no_work)
     r = invoke("sample", str(run), "--raw", str(afile / "x.npy"))
     assert r.exit_code == 2 and f"Cannot write --raw {afile / 'x.npy'}: {afile} is a file, not a folder." in r.output
@@ -193,6 +195,7 @@ def test_evaluate_and_compare_check_the_run_directories_they_write_into(fit_regi
     import tempfile
 
     import gflowzoo.cli
+    import gflowzoo.runner
     from gflowzoo.compare import Comparison
 
     run = tmp_path / "run"
@@ -205,6 +208,7 @@ def test_evaluate_and_compare_check_the_run_directories_they_write_into(fit_regi
         raise OSError(30, "Read-only file system")
 
     monkeypatch.setattr(gflowzoo.cli, "load_run", no_work)
+    monkeypatch.setattr(gflowzoo.runner, "load_run", no_work)
     monkeypatch.setattr(Comparison, "run", no_work)
     monkeypatch.setattr(tempfile, "TemporaryFile", read_only)
     r = invoke("evaluate", str(run))

@@ -1,10 +1,11 @@
-"""Dataset base classes, data-root resolution and the lazy :class:`DataHandle` handed to methods."""
+"""Data-set implementations, data-root resolution and the lazy :class:`DataHandle` handed to methods.
+
+The :class:`~gflowzoo.interfaces.Dataset` interface lives in :mod:`gflowzoo.interfaces` (importable from here too).
+"""
 
 from __future__ import annotations
 
-import abc
 import os
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +14,7 @@ import torch
 from torch import Tensor
 
 from ..errors import DataError
+from ..interfaces import Dataset  # the interface; also importable from here
 
 
 def data_root(explicit: str | os.PathLike | None = None) -> Path:
@@ -29,45 +31,6 @@ def data_root(explicit: str | os.PathLike | None = None) -> Path:
 def images_to_unit(x: Tensor) -> Tensor:
     """Images in model units ``[-1, 1]`` to display units ``[0, 1]`` (clamped)."""
     return ((x + 1) / 2).clamp(0, 1)
-
-
-class Dataset(abc.ABC):
-    """A finite, indexable data set in model units."""
-
-    kind: str = "image"  # "image" or "points"
-    name: str = ""
-    split: str = "train"
-
-    @property
-    @abc.abstractmethod
-    def shape(self) -> tuple[int, ...]:
-        """Per-sample shape ``*S``."""
-
-    @abc.abstractmethod
-    def __len__(self) -> int: ...
-
-    @abc.abstractmethod
-    def get(self, index: Tensor) -> Tensor:
-        """Samples at ``index`` (``[n]`` long tensor) as float32 ``[n, *S]`` in model units."""
-
-    def sample(self, n: int, generator: torch.Generator) -> Tensor:
-        """``n`` samples drawn uniformly with replacement using ``generator``."""
-        idx = torch.randint(len(self), (n,), generator=generator)
-        return self.get(idx)
-
-    def batches(self, batch_size: int, limit: int | None = None) -> Iterator[Tensor]:
-        """The data in order, in batches (for statistics over the whole set)."""
-        total = len(self) if limit is None else min(limit, len(self))
-        for start in range(0, total, batch_size):
-            yield self.get(torch.arange(start, min(start + batch_size, total)))
-
-    def to_unit(self, x: Tensor) -> Tensor:
-        """Model units -> display units (images: ``[0, 1]``; points: raw coordinates)."""
-        return x
-
-    def info(self) -> dict[str, Any]:
-        """Facts about the data set that metrics may use (e.g. mode centres of a Gaussian mixture)."""
-        return {}
 
 
 class ArrayImages(Dataset):

@@ -1,4 +1,5 @@
-"""The metric interface and the context a metric computes from.
+"""The metric interface (defined in :mod:`gflowzoo.interfaces`, re-exported here) and the context a metric
+computes from.
 
 A metric is a registered component of kind ``metric``: a class whose keyword arguments (with defaults) are its
 options, and whose :meth:`Metric.compute` returns named scalars (``{"kid": ..., "kid_std": ...}``). It reads the
@@ -8,43 +9,14 @@ computed once per context and shared by every metric that asks for them.
 
 from __future__ import annotations
 
-import abc
 from collections.abc import Callable
-from typing import Any, ClassVar
+from typing import Any
 
 import torch
 from torch import Tensor
 
 from ..errors import UserError
-
-
-class Metric(abc.ABC):
-    """A sample-quality metric.
-
-    Class attributes:
-        data_kinds: the data kinds it applies to (``"image"``, ``"points"``).
-        needs_features: whether it reads features of an image feature extractor (FID, KID, ...).
-        needs_logits: whether it reads the extractor's class logits (Inception Score).
-        lower_is_better: for each key :meth:`compute` returns, whether smaller values are better (tables mark the
-            direction; keys absent here are informational, e.g. a standard deviation).
-    """
-
-    data_kinds: ClassVar[tuple[str, ...]] = ("image", "points")
-    needs_features: ClassVar[bool] = False
-    needs_logits: ClassVar[bool] = False
-    lower_is_better: ClassVar[dict[str, bool]] = {}
-
-    def check(self, kind: str, info: dict[str, Any]) -> None:
-        """Raise a :class:`UserError` when the metric cannot be computed on data of ``kind`` with ``info``
-        (:meth:`gflowzoo.data.Dataset.info`). Called before any sampling, so a bad choice fails at once."""
-        if kind not in self.data_kinds:
-            raise UserError(
-                f"Metric {type(self).__name__} applies to {' or '.join(self.data_kinds)} data, not {kind} data."
-            )
-
-    @abc.abstractmethod
-    def compute(self, ctx: EvalContext) -> dict[str, float]:
-        """Named scalar results (plain floats) for the samples held by ``ctx``."""
+from ..interfaces import Metric  # noqa: F401  (the interface; also importable from here)
 
 
 class EvalContext:

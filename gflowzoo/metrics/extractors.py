@@ -10,20 +10,20 @@ The weights file's SHA-256 goes into every evaluation protocol.
   the data set's training split (``gflowzoo extractor fit``) and caches under
   ``$GFLOWZOO_CACHE/extractors/`` (default ``~/.cache/gflowzoo/extractors/``) as ``<name>-<recipe hash>.pt``.
 
-A plugin adds an extractor by subclassing :class:`FeatureExtractor` and registering it under kind
-``feature-extractor``.
+A plugin adds an extractor by subclassing :class:`~gflowzoo.interfaces.FeatureExtractor` (importable from here and
+from :mod:`gflowzoo.api`) and registering it under kind ``feature-extractor``.
 """
 
 from __future__ import annotations
 
-import abc
 import hashlib
 import os
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any
 
 from ..errors import CheckpointError, UserError
+from ..interfaces import FeatureExtractor  # the interface; also importable from here
 
 INCEPTION_FILE = "weights-inception-2015-12-05-6726825d.pth"
 INCEPTION_URL = "https://github.com/toshas/torch-fidelity/releases/download/v0.2.0/" + INCEPTION_FILE
@@ -62,42 +62,6 @@ def file_sha256(path: str | Path) -> str:
 
 
 Say = Callable[[str], None]
-
-
-class FeatureExtractor(abc.ABC):
-    """A named image feature network run through torch-fidelity.
-
-    Attributes:
-        name: the gflowzoo registry name.
-        fidelity_name: the name it has in torch-fidelity's feature-extractor registry.
-        feature_layer: the layer FID, KID and precision/recall use (``[N, D]`` features).
-        logits_layer: the layer of class logits for the Inception Score, or ``None``.
-    """
-
-    name: ClassVar[str] = ""
-    fidelity_name: str = ""
-    feature_layer: str = ""
-    logits_layer: str | None = None
-
-    def check_shape(self, shape: tuple[int, ...]) -> None:
-        """Raise a :class:`UserError` when images of ``shape`` (``[C, H, W]``) cannot go through this network."""
-        if len(shape) != 3 or shape[0] not in (1, 3):
-            raise UserError(f"{self.name} takes grey or RGB images [C, H, W]; got data of shape {list(shape)}.")
-
-    @abc.abstractmethod
-    def resolve_weights(self, *, fit_missing: bool = False, data_root: str | None = None, device: str = "cpu",
-                        say: Say | None = None) -> Path:
-        """The weights file to use. Raises :class:`UserError` with instructions when there is none. ``fit_missing``
-        allows extractors that gflowzoo trains itself to train one now (``say`` reports it)."""
-
-    def fidelity_class(self) -> type | None:
-        """The ``torch_fidelity.FeatureExtractorBase`` subclass to register under :attr:`fidelity_name`, or
-        ``None`` when torch-fidelity provides it."""
-        return None
-
-    def fidelity_kwargs(self, weights: Path) -> dict[str, Any]:
-        """Keyword arguments for torch-fidelity's extractor constructor."""
-        return {"feature_extractor_weights_path": str(weights)}
 
 
 class InceptionV3Compat(FeatureExtractor):

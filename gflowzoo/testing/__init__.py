@@ -9,9 +9,10 @@ Plugin authors subclass the contract classes in their own test suites (in the sp
         kernel_name = "my-kernel"
         plugins = ("my-plugin",)      # entry-point names to load for these tests
 
-and load their plugin for a test with :func:`plugins_loaded`. The contract classes (``KernelContract``,
-``DivergenceContract``, ``ScheduleContract``, ``IntegratorContract``, ``BackboneContract``, ``DatasetContract``,
-``MethodContract``) live in :mod:`gflowzoo.testing.contracts`; they are imported on first use so that
+and load their plugin for a test with :func:`plugins_loaded`. The contract classes live in
+:mod:`gflowzoo.testing.contracts` (kernels, divergences, schedules, integrators, backbones, data sets, methods),
+:mod:`gflowzoo.testing.metric_contract` and :mod:`gflowzoo.testing.extractor_contract`; this package re-exports
+each module's ``__all__`` (the one list of its public names) and imports a module on first use, so that
 ``import gflowzoo.testing`` stays light (no torch, no pytest).
 """
 
@@ -60,30 +61,44 @@ def method_builder(registry, *, preset: str = "cpu-quick", seed: int = 0):
     return build
 
 
-#: The names of :mod:`gflowzoo.testing.contracts` re-exported here, loaded on first use: exactly its ``__all__``
-#: (written out so that ``import gflowzoo.testing`` does not import torch; ``tests/test_contracts_core.py`` checks
-#: that the two lists agree).
-_CONTRACTS = (
-    "BackboneContract",
-    "DatasetContract",
-    "DivergenceContract",
-    "IntegratorContract",
-    "KernelContract",
-    "MethodContract",
-    "PluginContractBase",
-    "ScheduleContract",
-    "assert_states_equal",
-    "contract_plugins",
-    "devices",
-)
+#: The contract modules whose ``__all__`` is re-exported here, loaded on first use.
+_CONTRACT_MODULES = ("contracts", "metric_contract", "extractor_contract")
+
+
+def _exports_of(module: str) -> tuple[str, ...]:
+    """The ``__all__`` of the contract module ``module``, read from its source: the module's own list is the one
+    source of these names, and reading it does not import torch or pytest."""
+    import ast
+    from pathlib import Path
+
+    tree = ast.parse((Path(__file__).parent / f"{module}.py").read_text(encoding="utf-8"))
+    for node in tree.body:
+        if isinstance(node, ast.Assign) and any(getattr(t, "id", None) == "__all__" for t in node.targets):
+            return tuple(ast.literal_eval(node.value))
+    raise ImportError(f"gflowzoo.testing.{module} has no literal __all__")
+
+
+#: Each re-exported name and the contract module it comes from.
+_EXPORTS: dict[str, str] = {}
+for _module in _CONTRACT_MODULES:
+    for _name in _exports_of(_module):
+        _EXPORTS.setdefault(_name, _module)
+del _module, _name
+
+#: The names of :mod:`gflowzoo.testing.contracts` re-exported here (exactly its ``__all__``).
+_CONTRACTS = tuple(name for name, module in _EXPORTS.items() if module == "contracts")
 
 
 def __getattr__(name: str):
-    if name in _CONTRACTS:
-        from . import contracts
+    module = _EXPORTS.get(name)
+    if module is not None:
+        import importlib
 
-        return getattr(contracts, name)
+        value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
+        globals()[name] = value
+        return value
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-__all__ = ["method_builder", "plugins_loaded", "temporary_plugin", *_CONTRACTS]
+__all__ = ["method_builder", "plugins_loaded", "temporary_plugin"]
+__all__ += list(_EXPORTS)

@@ -659,10 +659,10 @@ class MethodContract(PluginContractBase):
 
     @classmethod
     def train_run(cls, registry: Any, path: Path, steps: int, resume: bool = False) -> tuple[Any, Any, Any]:
-        """Train into ``path`` (or resume it) up to ``steps``; returns ``(spec, method, result)``."""
+        """Train into ``path`` (or resume it) up to ``steps`` through the run service
+        (:func:`gflowzoo.runner.train_run`, as ``gflowzoo train`` does); returns ``(spec, method, result)``."""
+        from ..runner import train_run
         from ..runs import RunDir
-        from ..session import build_method
-        from ..trainer import train
 
         run = RunDir(path)
         payload = None
@@ -671,11 +671,8 @@ class MethodContract(PluginContractBase):
             _, payload = run.latest_checkpoint(cls.method_name)
         else:
             spec = cls.resolve_spec(registry, steps)
-            run.path.mkdir(parents=True, exist_ok=True)
-        run.write_config(spec.to_data())
-        method = build_method(registry, spec, "cpu")
-        result = train(run, spec, method, resume_payload=payload, progress=False)
-        return spec, method, result
+        outcome = train_run(registry, run, spec, payload=payload, progress=False)
+        return spec, outcome.method, outcome.result
 
     @pytest.fixture(scope="class")
     @classmethod

@@ -7,7 +7,7 @@ import math
 import torch
 from torch import Tensor
 
-from gflowzoo.interfaces import Kernel
+from gflowzoo.api import Kernel
 
 #: distances are clamped below at this value: sqrt has an infinite slope at 0, and identical points must get a
 #: zero (not NaN) gradient
@@ -23,7 +23,7 @@ class LaplaceKernel(Kernel):
 
     def __init__(self, sigma: float = 1.0) -> None:
         if sigma <= 0:
-            from gflowzoo.errors import ConfigError
+            from gflowzoo.api import ConfigError
 
             raise ConfigError(f"laplace kernel: sigma must be > 0; got {sigma}.")
         self.sigma = float(sigma)

@@ -12,9 +12,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from gflowzoo.config import component
-from gflowzoo.divergences import MMD
-from gflowzoo.interfaces import Method
+from gflowzoo.api import MMD, Method, component
 from gflowzoo.plugins import get_registry
 
 

@@ -7,7 +7,7 @@ heavy libraries inside command functions.
 
 from __future__ import annotations
 
-from gflowzoo import hookimpl
+from gflowzoo.api import hookimpl
 
 
 @hookimpl

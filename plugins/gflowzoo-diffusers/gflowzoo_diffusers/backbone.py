@@ -10,8 +10,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
-from gflowzoo.errors import ConfigError
-from gflowzoo.interfaces import FeatureBackbone
+from gflowzoo.api import ConfigError, FeatureBackbone
 
 from .unets import ImageUNet, UNetSize
 

@@ -8,7 +8,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from gflowzoo.errors import ConfigError, PluginError
+from gflowzoo.api import ConfigError, PluginError
 
 
 def set_offline() -> None:

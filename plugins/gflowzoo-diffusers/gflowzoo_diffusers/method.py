@@ -18,9 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from gflowzoo.config import component
-from gflowzoo.errors import ConfigError
-from gflowzoo.interfaces import Method
+from gflowzoo.api import ConfigError, Method, component
 
 from . import presets
 from .hub import diffusers_object, local_pretrained_folder
@@ -77,6 +75,20 @@ class DDPMConfig:
     ema_warmup: bool = True
     sampler: SamplerConfig = dataclasses.field(default_factory=SamplerConfig)
 
+    def validate(self) -> None:
+        """Checks of values no type expresses (called by :func:`gflowzoo.config.build`, so a bad ``--set`` fails
+        when the configuration is resolved, and by the method)."""
+        for name, value, low in (("batch_size", self.batch_size, 1), ("sampler.steps", self.sampler.steps, 1),
+                                 ("sampler.batch", self.sampler.batch, 1), ("warmup", self.warmup, 0)):
+            if value < low:
+                raise ConfigError(f"{name} must be >= {low}; got {value}.")
+        if not 0.0 <= self.ema_decay < 1.0:
+            raise ConfigError(f"ema_decay must be in [0, 1); got {self.ema_decay}.")
+        if self.lr <= 0:
+            raise ConfigError(f"lr must be > 0; got {self.lr}.")
+        if self.sampler.eta < 0:
+            raise ConfigError(f"sampler.eta must be >= 0; got {self.sampler.eta}.")
+
 
 class _Flat(nn.Module):
     """Runs a vector model on ``[N, *S]`` samples by flattening them."""
@@ -118,28 +130,22 @@ class DDPM(Method):
 
     Config = DDPMConfig
 
-    def __init__(self, config: DDPMConfig, data: Any, device: torch.device | str = "cpu") -> None:
+    def __init__(self, config: DDPMConfig, data: Any, device: torch.device | str = "cpu", *,
+                 components: dict[str, Any] | None = None) -> None:
         super().__init__(config, data, device)
         cfg = config
         self.shape = tuple(int(s) for s in data.shape)
         self.kind = data.kind
-        for name, value, low in (("batch_size", cfg.batch_size, 1), ("sampler.steps", cfg.sampler.steps, 1),
-                                 ("sampler.batch", cfg.sampler.batch, 1), ("warmup", cfg.warmup, 0)):
-            if value < low:
-                raise ConfigError(f"{name} must be >= {low}; got {value}.")
-        if not 0.0 <= cfg.ema_decay < 1.0:
-            raise ConfigError(f"ema_decay must be in [0, 1); got {cfg.ema_decay}.")
-        if cfg.lr <= 0:
-            raise ConfigError(f"lr must be > 0; got {cfg.lr}.")
-        if cfg.sampler.eta < 0:
-            raise ConfigError(f"sampler.eta must be >= 0; got {cfg.sampler.eta}.")
+        cfg.validate()
 
         if cfg.net.kind != "mlp":
             local_pretrained_folder(cfg.net.pretrained, "net")  # a hub id fails here, before diffusers is imported
 
-        from gflowzoo.plugins import get_registry
+        if components is None:  # built without the session: resolve the config's components the session's way
+            from gflowzoo.session import build_components
 
-        self.schedule = get_registry().create("schedule", cfg.schedule)
+            components = build_components(None, cfg)
+        self.schedule = components["schedule"]
         self.betas = _discrete_betas(self.schedule, cfg.timesteps)
         DDPMScheduler = diffusers_object("diffusers.schedulers.scheduling_ddpm", "DDPMScheduler")
         reference = DDPMScheduler(**self.betas)

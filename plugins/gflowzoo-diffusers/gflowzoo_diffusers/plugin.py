@@ -11,7 +11,7 @@ import os
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-from gflowzoo.hookspecs import hookimpl  # noqa: E402
+from gflowzoo.api import hookimpl  # noqa: E402
 
 _PKG = "gflowzoo_diffusers"
 

@@ -14,8 +14,7 @@ from typing import Any, ClassVar
 import torch
 from torch import Tensor
 
-from gflowzoo.errors import ConfigError
-from gflowzoo.interfaces import NoiseSchedule
+from gflowzoo.api import ConfigError, NoiseSchedule
 
 from .hub import diffusers_object
 

@@ -27,7 +27,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from gflowzoo.errors import ConfigError
+from gflowzoo.api import ConfigError
 
 from .hub import diffusers_object, local_pretrained_folder
 

@@ -14,14 +14,13 @@ All backbones take ``t`` as ``[N]`` in ``[0, 1]``; ``t=None`` means ``t = 0`` (c
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from gflowzoo.errors import ConfigError
-from gflowzoo.interfaces import FeatureBackbone
+from gflowzoo.api import ConfigError, FeatureBackbone, NoiseSchedule
 
 __all__ = ["ConvBackbone", "MLPBackbone", "RFFOracle", "TimeEmbedding", "downsamplings_for"]
 
@@ -293,27 +292,32 @@ class RFFOracle(FeatureBackbone):
 
     Args:
         h_min: the smallest kernel width (model units).
-        schedule: the noise schedule giving ``sigma_t`` (a registered schedule name or table).
+        schedule: the noise schedule giving ``sigma_t`` (a registered schedule name or table; the session builds it
+            with its registry, see ``component_options``).
         seed: seed of the random features.
     """
 
     default_feature_dim = 2048
+    #: the ``schedule`` option is a component (built by the session: gflowzoo.registry.nested_components)
+    component_options: ClassVar[dict[str, str]] = {"schedule": "schedule"}
 
     def __init__(
         self,
         in_shape: tuple[int, ...],
         feature_dim: int,
         h_min: float = 0.02,
-        schedule: str | dict = "vp-cosine",
+        schedule: str | dict | NoiseSchedule = "vp-cosine",
         seed: int = 0,
     ) -> None:
         super().__init__(in_shape, feature_dim)
         if not h_min > 0:
             raise ConfigError(f"rff-oracle h_min must be positive; got {h_min}.")
-        from gflowzoo.plugins import get_registry
-
         self.h_min = float(h_min)
-        self.schedule = get_registry().create("schedule", schedule)
+        if not isinstance(schedule, NoiseSchedule):  # built by hand, not by the session: the global registry's
+            from gflowzoo.session import build_component
+
+            schedule = build_component(None, "schedule", schedule)
+        self.schedule = schedule
         d = math.prod(self.in_shape)
         g = torch.Generator().manual_seed(int(seed))
         self.register_buffer("weight", torch.randn(d, self.feature_dim, generator=g))

@@ -19,10 +19,8 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from gflowzoo import distributed as dist
-from gflowzoo.errors import ConfigError, DataError, UserError
-from gflowzoo.interfaces import Method
-from gflowzoo.progress import report as report_progress
+from gflowzoo.api import ConfigError, DataError, Method, UserError, report_progress
+from gflowzoo.api import distributed as dist
 
 from .backbones import backbone_default_dim
 from .critic import flow_alignment, sample_levels
@@ -40,12 +38,6 @@ def _level_done(batch: int, batches: int, levels: int, level: int) -> None:
     report_progress((batch + (level + 1) / levels) / batches)
 
 
-def _registry() -> Any:
-    from gflowzoo.plugins import get_registry
-
-    return get_registry()
-
-
 class NoiseConditionalMethod(Method):
     """Base class: trains a noise-conditional critic on (clean P, noisy P_t) pairs of distributions and samples
     with a particle flow over a decreasing noise grid. See docs/dmmd.md for every option."""
@@ -61,17 +53,23 @@ class NoiseConditionalMethod(Method):
     #: two paths; ``flow_samples < n_noisy`` always takes the separate one)
     _separate_flow_forward: bool = False
 
-    def __init__(self, config: Any, data: Any, device: torch.device | str = "cpu") -> None:
+    def __init__(self, config: Any, data: Any, device: torch.device | str = "cpu", *,
+                 components: dict[str, Any] | None = None) -> None:
         super().__init__(config, data, device)
-        reg = _registry()
         self._check_config()
-        self.shape = tuple(int(s) for s in data.shape)
-        self.schedule = reg.create("schedule", config.schedule)
-        from gflowzoo.registry import split_spec
+        if components is None:  # built without the session: resolve the config's components the session's way
+            from gflowzoo.session import build_components
 
-        bb_name, _ = split_spec(config.backbone)
-        dim = int(config.feature_dim) or backbone_default_dim(reg.load("backbone", bb_name))
-        self.backbone: nn.Module = reg.create("backbone", config.backbone, in_shape=self.shape, feature_dim=dim)
+            components = build_components(None, config)
+        #: the built components of the config (:func:`gflowzoo.session.build_components`), by field path
+        self.components = components
+        self.shape = tuple(int(s) for s in data.shape)
+        self.schedule = components["schedule"]
+        self.integrator = components["sampler.integrator"]
+        self.accept_components(components)
+        make_backbone = components["backbone"]  # a ComponentFactory: in_shape and feature_dim are ours to give
+        dim = int(config.feature_dim) or backbone_default_dim(make_backbone.target)
+        self.backbone: nn.Module = make_backbone(in_shape=self.shape, feature_dim=dim)
         self.backbone.to(self.device)
         self.feature_dim = int(getattr(self.backbone, "feature_dim", dim))
         self.extra = nn.ModuleDict(self.build_extra(self.feature_dim)).to(self.device)
@@ -90,6 +88,10 @@ class NoiseConditionalMethod(Method):
     # ------------------------------------------------------------------------------------------------------------
     # hooks for subclasses
     # ------------------------------------------------------------------------------------------------------------
+    def accept_components(self, components: dict[str, Any]) -> None:
+        """Take the subclass's own components (a kernel, a divergence) from ``components`` and check that they fit;
+        called before :meth:`build_extra`."""
+
     def build_extra(self, feature_dim: int) -> dict[str, nn.Module]:
         """Extra trainable modules next to the backbone (a learned width, a critic head)."""
         return {}
@@ -112,18 +114,9 @@ class NoiseConditionalMethod(Method):
         return self.backbone.width(t.to(self.device)).float().cpu()
 
     def _check_config(self) -> None:
-        c = self.config
-        if c.groups < 1 or c.n_clean < 2 or c.n_noisy < 2:
-            raise ConfigError("groups must be >= 1 and n_clean, n_noisy >= 2 (the unbiased MMD needs 2 samples).")
-        if c.gp_samples < 0:
-            raise ConfigError(f"gp_samples must be >= 0 (0: min(n_clean, n_noisy)); got {c.gp_samples}.")
-        if c.stats_samples < 0 or c.stats_batch < 1 or c.diag_every < 0 or c.diag_bins < 1:
-            raise ConfigError("stats_samples, diag_every must be >= 0; stats_batch, diag_bins >= 1.")
-        if not (0.0 <= c.ema < 1.0):
-            raise ConfigError(f"ema must be in [0, 1); got {c.ema}.")
-        s = c.sampler
-        if s.levels < 1 or s.particles < 1 or s.n_ref < 2:
-            raise ConfigError("sampler.levels and sampler.particles must be >= 1, sampler.n_ref >= 2.")
+        """The config's own checks (:meth:`gflowzoo_dmmd.config.CriticTrainConfig.validate`), again for a config
+        built by hand rather than by :func:`gflowzoo.config.build`."""
+        self.config.validate()
 
     # ------------------------------------------------------------------------------------------------------------
     # training
@@ -166,7 +159,7 @@ class NoiseConditionalMethod(Method):
               r: int) -> tuple[Tensor, Tensor]:
         """This rank's clean points ``[G, n, *S]`` and noise sources ``[G, m, *S]`` of the global draw of
         ``G*(N+M)`` data points (CPU). With the base class's sampler (uniform indices) only the share is loaded."""
-        from gflowzoo.data.base import Dataset
+        from gflowzoo.api import Dataset
 
         total = g * (big_n + big_m)
         if w == 1 or type(ds).sample is not Dataset.sample:
@@ -235,10 +228,15 @@ class NoiseConditionalMethod(Method):
         ``[G, m, D]``, ``fh`` ``[G, k, D]``): the objective and ``l2`` over all ranks' points, ``gp`` and
         ``grad_norm`` over this rank's interpolates. Returns the terms and the (global) reference feature sets of
         the witness. The linear-kernel MMD uses all-reduced mean embeddings; everything else gathers features."""
-        if self.objective == "mmd2" and getattr(self.config, "kernel", None) == "linear":
+        if self.objective == "mmd2" and self.linear_unbiased_mmd():
             return linear_mmd_terms(fx, fy, fh, xh)
         fx_all, fy_all = gather_groups(fx), gather_groups(fy)
         return self.group_terms(fx_all, fy_all, fh, xh, t, step), (fx_all, fy_all)
+
+    def linear_unbiased_mmd(self) -> bool:
+        """Whether the objective is the unbiased MMD^2 under the linear kernel (several processes then all-reduce
+        mean embeddings instead of gathering features)."""
+        return False
 
     def point_witness(self, fz: Tensor, fx: Tensor, fy: Tensor, t: Tensor) -> Tensor:
         """The critic's witness ``[G, k]`` at evaluation features ``fz`` ``[G, k, D]`` of group ``g`` against the
@@ -449,11 +447,9 @@ class NoiseConditionalMethod(Method):
         s = self.config.sampler
         stats = self._ensure_stats(self.schedule.grid(s.levels))
         plan = self.plan(stats)
-        reg = _registry()
-        integrator = reg.create("integrator", s.integrator)
         witness, particle_source, fixed_source = self.make_witness(plan)
         box = s.box * float(stats.get("data_range", 1.0))
-        flow = ParticleFlow(witness, particle_source, fixed_source, integrator, chunk=s.chunk, box=box,
+        flow = ParticleFlow(witness, particle_source, fixed_source, self.integrator, chunk=s.chunk, box=box,
                             max_move=s.max_move)
         self.ema_backbone.eval()
         self.backbone.eval()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any, Optional
 
@@ -11,7 +12,7 @@ __all__ = ["build_app", "plot_diagnostics"]
 
 
 def _handle(fn: Any) -> Any:
-    from gflowzoo.cli import handle_errors
+    from gflowzoo.api import handle_errors
 
     return handle_errors(fn)
 
@@ -37,7 +38,7 @@ def build_app() -> typer.Typer:
         """The 1-D adaptive-kernel experiment (docs/dmmd.md, section "The Gaussian demo"): MMD flow from N(mu0, 1)
         to N(0, 1) with fixed kernel widths {0.1, 1, 3, 10} vs the adaptive width a*; plots |mean| against the
         iteration (log scale)."""
-        from gflowzoo.errors import UserError
+        from gflowzoo.api import UserError
 
         from .gaussian_demo import first_below, plot_curves, run_gaussian_demo
 
@@ -76,8 +77,7 @@ def build_app() -> typer.Typer:
         """Critic diagnostics of a trained run, evaluated on data: the objective (MMD^2 or KALE) between P and P_t
         and the mean witness-gradient norm against t, and the learned kernel width h(t) for the rbf kernel.
         Writes PNG plots and prints the numbers."""
-        from gflowzoo.cli import load_run
-        from gflowzoo.errors import UserError
+        from gflowzoo.api import RunDir, UserError, load_run
 
         if levels < 2 or n < 2:
             raise UserError("--levels and --n must be >= 2.")
@@ -87,8 +87,10 @@ def build_app() -> typer.Typer:
                 f"{run_dir} is a run of {spec.method!r}, which has no noise-conditional critic to diagnose."
             )
         res = method.diagnose(levels=levels, n=n, seed=seed, ema=not live)
+        # the default folder is part of the run: its files are written through the run's RunDir
         folder = out or Path(run_dir) / "diagnostics"
-        paths = plot_diagnostics(res, folder, title=f"{spec.method} on {spec.dataset}")
+        write = None if out is not None else lambda name, data: RunDir(run_dir).write_file(f"diagnostics/{name}", data)
+        paths = plot_diagnostics(res, folder, title=f"{spec.method} on {spec.dataset}", write=write)
         from rich.console import Console
         from rich.table import Table
 
@@ -106,15 +108,23 @@ def build_app() -> typer.Typer:
     return sub
 
 
-def plot_diagnostics(res: dict[str, list[float]], folder: Path, title: str = "") -> list[Path]:
-    """One PNG per diagnostic (everything in ``res`` except ``t``) against t; returns the paths."""
+def plot_diagnostics(res: dict[str, list[float]], folder: Path, title: str = "",
+                     write: Callable[[str, bytes], Path] | None = None) -> list[Path]:
+    """One PNG per diagnostic (everything in ``res`` except ``t``) against t, ``<folder>/<key>.png``; returns the
+    paths. Each file is written atomically by ``write(name, png_bytes)`` (default: into ``folder``, through a
+    ``RunDir`` of it)."""
+    import io
+
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
+    if write is None:
+        from gflowzoo.api import RunDir
+
+        write = RunDir(folder).write_file
     labels = {"mmd2": "MMD^2(P, P_t)", "kale": "KALE(P_t || P) objective", "grad_norm": "mean |grad_x f_t| on data",
               "width": "kernel width h(t)"}
     paths = []
@@ -130,8 +140,9 @@ def plot_diagnostics(res: dict[str, list[float]], folder: Path, title: str = "")
         ax.set_title(title, fontsize=9)
         ax.grid(alpha=0.3)
         fig.tight_layout()
-        path = folder / f"{key}.png"
-        fig.savefig(path)
+        buf = io.BytesIO()
+        fig.savefig(buf, format="png")
         plt.close(fig)
-        paths.append(path)
+        write(f"{key}.png", buf.getvalue())
+        paths.append(folder / f"{key}.png")
     return paths

@@ -7,7 +7,7 @@ merge rules read them).
 import dataclasses
 from typing import Any, Literal
 
-from gflowzoo.config import component
+from gflowzoo.api import ConfigError, component
 
 
 @dataclasses.dataclass
@@ -88,14 +88,33 @@ class CriticTrainConfig:
     stats_seed: int = 0
     stats_batch: int = 500
 
+    def validate(self) -> None:
+        """Checks of values no type expresses (called by :func:`gflowzoo.config.build`, so ``--set groups=0`` fails
+        when the configuration is resolved, and by the method)."""
+        if self.groups < 1 or self.n_clean < 2 or self.n_noisy < 2:
+            raise ConfigError("groups must be >= 1 and n_clean, n_noisy >= 2 (the unbiased MMD needs 2 samples).")
+        if self.gp_samples < 0:
+            raise ConfigError(f"gp_samples must be >= 0 (0: min(n_clean, n_noisy)); got {self.gp_samples}.")
+        if self.stats_samples < 0 or self.stats_batch < 1 or self.diag_every < 0 or self.diag_bins < 1:
+            raise ConfigError("stats_samples, diag_every must be >= 0; stats_batch, diag_bins >= 1.")
+        if not (0.0 <= self.ema < 1.0):
+            raise ConfigError(f"ema must be in [0, 1); got {self.ema}.")
+        s = self.sampler
+        if s.levels < 1 or s.particles < 1 or s.n_ref < 2:
+            raise ConfigError("sampler.levels and sampler.particles must be >= 1, sampler.n_ref >= 2.")
+
 
 @dataclasses.dataclass
 class DMMDConfig(CriticTrainConfig):
-    """Options of ``dmmd`` (see docs/dmmd.md). ``kernel``: the base kernel on the features, ``"linear"`` (MMD
-    through mean embeddings) or ``"rbf"`` with a learned noise-dependent width ``h(t)`` (``width_model``: an MLP
-    of t, or a per-level table interpolated in t; ``width_init = 0``: median heuristic on the first batch)."""
+    """Options of ``dmmd`` (see docs/dmmd.md). ``kernel``: the base kernel on the features, a registered kernel:
+    ``"linear"`` (MMD through mean embeddings), or a width-aware kernel (:class:`gflowzoo.interfaces.WidthAwareKernel`,
+    e.g. ``"rbf"``) whose width is a learned noise-dependent ``h(t)`` (``width_model``: an MLP of t, or a per-level
+    table interpolated in t; ``width_init = 0``: median heuristic on the first batch); any other kernel is used
+    with its own fixed options. ``divergence``: the MMD estimator of the training loss (an ``mmd`` divergence; its
+    own ``kernel`` option is not used: the base kernel is ``kernel``)."""
 
-    kernel: Literal["linear", "rbf"] = "linear"
+    kernel: Any = component("kernel", "linear")
+    divergence: Any = component("divergence", "mmd")
     width_model: Literal["mlp", "table"] = "mlp"
     width_levels: int = 16
     width_init: float = 0.0
@@ -130,9 +149,22 @@ def _kale_sampler() -> SamplerConfig:
 @dataclasses.dataclass
 class DKALEConfig(CriticTrainConfig):
     """Options of ``dkale``: the critic is a scalar head ``h(x, t) = <w, phi(x, t)> + b`` trained to maximise
-    ``1 + E_{P_t} h - E_P exp(h)`` minus the penalties; ``sampler.variant`` must be ``"approx"`` (no interaction)."""
+    ``1 + E_{P_t} h - E_P exp(h)`` minus the penalties; ``sampler.variant`` must be ``"approx"`` (no interaction).
+    ``divergence``: the objective's source, a divergence with a critic objective
+    (:class:`gflowzoo.interfaces.CriticObjective`; ``"kale"``, whose ``lam``, ``max_iter``, ``tol`` and
+    ``kernel`` options do not apply to a trained critic)."""
 
+    divergence: Any = component("divergence", "kale")
     sampler: SamplerConfig = dataclasses.field(default_factory=_kale_sampler)
+
+    def validate(self) -> None:
+        """The shared checks, and the approximate sampler (see :meth:`CriticTrainConfig.validate`)."""
+        super().validate()
+        if self.sampler.variant != "approx":
+            raise ConfigError(
+                "dkale has no interacting sampler (the KALE critic is not a difference of mean embeddings): "
+                f"sampler.variant must be 'approx', got {self.sampler.variant!r}."
+            )
 
 
 @dataclasses.dataclass
@@ -152,3 +184,11 @@ class MMDFlowConfig:
     noise_decay: float = 0.5
     noise_every: int = 100
     clamp_output: bool = True
+
+    def validate(self) -> None:
+        """Checks of values no type expresses (called by :func:`gflowzoo.config.build` and by the method)."""
+        if (self.n_data < 1 or self.particles < 1 or self.steps < 0 or self.noise_every < 1
+                or not self.step_size > 0):
+            raise ConfigError("mmdflow: n_data, particles and noise_every must be >= 1, steps >= 0, step_size > 0.")
+        if not 0 < self.noise_decay <= 1:
+            raise ConfigError(f"mmdflow noise_decay must be in (0, 1]; got {self.noise_decay}.")

@@ -1,5 +1,5 @@
-"""Pieces of the noise-conditional critic: the learned RBF width ``h(t)``, a Gaussian kernel with a tensor width,
-noise-level sampling, and the per-group training losses (MMD and KALE) with the gradient penalty.
+"""Pieces of the noise-conditional critic: the learned kernel width ``h(t)``, noise-level sampling, and the per-group
+training losses (through the MMD and KALE divergences of :mod:`gflowzoo.divergences`) with the gradient penalty.
 
 Group layout (one entry per noise level ``t_g``, all groups computed in one go): clean features ``fx`` ``[G, n, D]``,
 noisy features ``fy`` ``[G, m, D]``, interpolate features ``fh`` ``[G, k, D]`` of inputs ``xh`` ``[G*k, *S]``.
@@ -13,10 +13,7 @@ from collections.abc import Callable
 import torch
 from torch import Tensor, nn
 
-from gflowzoo.divergences import mmd2, witness
-from gflowzoo.errors import ConfigError
-from gflowzoo.interfaces import Kernel
-from gflowzoo.kernels import LinearKernel, exp_floor, sq_dists
+from gflowzoo.api import KALE, MMD, ConfigError, CriticObjective, Kernel, LinearKernel, RBFKernel, WidthRBF
 
 __all__ = [
     "NoiseWidth", "WidthRBF", "field_fit", "field_sums", "fit_from_sums", "flow_alignment", "group_kernel", "kale_group_losses", "mmd_group_losses",
@@ -71,31 +68,18 @@ class NoiseWidth(nn.Module):
         return self.log_width(t).exp()
 
 
-class WidthRBF(Kernel):
-    """``k(a, b) = exp(-|a - b|^2 / (2 h^2))`` with ``h`` a (differentiable) scalar tensor."""
-
-    def __init__(self, h: Tensor) -> None:
-        self.h = h
-
-    def gram(self, x: Tensor, y: Tensor) -> Tensor:
-        """``[N, D]``, ``[M, D]`` -> ``[N, M]``."""
-        # the exponent is floored where exp would be subnormal (a slow path on CPUs; see gflowzoo.kernels.exp_floor)
-        return torch.exp((-sq_dists(x, y) / (2 * self.h.to(x.dtype) ** 2)).clamp_min(exp_floor(x.dtype)))
-
-    def diag(self, x: Tensor) -> Tensor:
-        """Ones ``[N]``."""
-        return x.new_ones(x.shape[0])
-
-
 _LINEAR = LinearKernel()
+_RBF = RBFKernel()
 
 
 def group_kernel(kind: str, h: Tensor | None = None) -> Kernel:
-    """The base kernel of one group: the linear kernel, or an RBF with width ``h`` (a scalar tensor)."""
+    """The base kernel of one group: the linear kernel, or a Gaussian of width ``h`` (a scalar tensor;
+    :meth:`gflowzoo.kernels.RBFKernel.at_width`, a :class:`gflowzoo.kernels.WidthRBF`). The methods use their
+    configured kernel; this is the shorthand of the two built-in cases."""
     if kind == "linear":
         return _LINEAR
     assert h is not None
-    return WidthRBF(h)
+    return _RBF.at_width(h)
 
 
 def sample_levels(g: int, t_min: float, dist: str, power: float, generator: torch.Generator) -> Tensor:
@@ -120,32 +104,36 @@ def _gp_and_norm(out: Tensor, xh: Tensor, groups: int) -> tuple[Tensor, Tensor]:
 
 
 def mmd_group_losses(
-    fx: Tensor, fy: Tensor, fh: Tensor, xh: Tensor, kernels: list[Kernel]
+    fx: Tensor, fy: Tensor, fh: Tensor, xh: Tensor, kernels: list[Kernel], divergence: MMD | None = None
 ) -> dict[str, Tensor]:
-    """The DMMD terms of every group: ``mmd2`` (unbiased MMD^2 between clean P and noisy P_t, through
-    :func:`gflowzoo.divergences.mmd2`), ``gp`` (two-sided penalty on the witness gradient at the interpolates),
-    ``l2`` (mean squared witness over the group's clean and noisy points) and ``grad_norm``; each ``[G]``.
+    """The DMMD terms of every group: ``mmd2`` (MMD^2 between clean P and noisy P_t, the estimate of
+    ``divergence``, by default the unbiased :class:`gflowzoo.divergences.MMD`, on the group's kernel), ``gp``
+    (two-sided penalty on the witness gradient at the interpolates), ``l2`` (mean squared witness over the group's
+    clean and noisy points) and ``grad_norm``; each ``[G]``.
 
-    The witness ``f_t(z) = mean_i k(z, x_i) - mean_j k(z, y_j)`` (:func:`gflowzoo.divergences.witness`) uses the
-    group's features without a stop-gradient."""
+    The witness ``f_t(z) = mean_i k(z, x_i) - mean_j k(z, y_j)`` (the divergence's) uses the group's features
+    without a stop-gradient."""
     g = fx.shape[0]
+    base = divergence if divergence is not None else MMD(_LINEAR, "unbiased")
     mmd, l2, wh = [], [], []
     for i in range(g):
-        k = kernels[i]
-        mmd.append(mmd2(fx[i], fy[i], k, "unbiased"))
-        l2.append(witness(torch.cat([fx[i], fy[i]]), fx[i], fy[i], k).square().mean())
-        wh.append(witness(fh[i], fx[i], fy[i], k))
+        d = base.with_kernel(kernels[i])
+        mmd.append(d.estimate(fx[i], fy[i]))
+        l2.append(d.witness(torch.cat([fx[i], fy[i]]), fx[i], fy[i]).square().mean())
+        wh.append(d.witness(fh[i], fx[i], fy[i]))
     gp, norm = _gp_and_norm(torch.cat(wh), xh, g)
     return {"mmd2": torch.stack(mmd), "gp": gp, "l2": torch.stack(l2), "grad_norm": norm}
 
 
-def kale_group_losses(hx: Tensor, hy: Tensor, hh: Tensor, xh: Tensor) -> dict[str, Tensor]:
+def kale_group_losses(hx: Tensor, hy: Tensor, hh: Tensor, xh: Tensor,
+                      divergence: CriticObjective | None = None) -> dict[str, Tensor]:
     """The DKALE terms of every group from the critic values ``h`` at clean (``hx`` ``[G, n]``), noisy (``hy``
-    ``[G, m]``) and interpolate points (``hh`` ``[G, k]``): ``kale = 1 + mean_{P_t} h - mean_P exp(h)`` (the KALE
-    objective with source Q = P_t, target P = clean data, as in :class:`gflowzoo.divergences.KALE`; maximised),
-    ``gp`` on ``grad h``, ``l2 = mean h^2`` over clean and noisy points, and ``grad_norm``; each ``[G]``."""
+    ``[G, m]``) and interpolate points (``hh`` ``[G, k]``): ``kale``, the critic objective of ``divergence``
+    (default :class:`gflowzoo.divergences.KALE`: ``1 + mean_{P_t} h - mean_P exp(h)``, source Q = P_t, target
+    P = clean data; maximised), ``gp`` on ``grad h``, ``l2 = mean h^2`` over clean and noisy points, and
+    ``grad_norm``; each ``[G]``."""
     g = hx.shape[0]
-    kale = 1.0 + hy.mean(1) - hx.exp().mean(1)
+    kale = (divergence if divergence is not None else KALE).critic_objective(hx, hy)
     l2 = torch.cat([hx, hy], dim=1).square().mean(1)
     gp, norm = _gp_and_norm(hh.reshape(-1), xh, g)
     return {"kale": kale, "gp": gp, "l2": l2, "grad_norm": norm}

@@ -17,7 +17,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from gflowzoo.errors import ConfigError
+from gflowzoo.api import ConfigError, CriticObjective
 
 from .base import NoiseConditionalMethod
 from .config import DKALEConfig
@@ -41,13 +41,15 @@ class DKALE(NoiseConditionalMethod):
         """Per data set settings (the DMMD presets, without the exact-sampler values)."""
         return dkale_preset(dataset, variant)
 
-    def _check_config(self) -> None:
-        super()._check_config()
-        if self.config.sampler.variant != "approx":
+    def accept_components(self, components: dict[str, Any]) -> None:
+        """The divergence whose critic objective the head maximises (``"kale"``)."""
+        divergence = components["divergence"]
+        if not isinstance(divergence, CriticObjective):
             raise ConfigError(
-                "dkale has no interacting sampler (the KALE critic is not a difference of mean embeddings): "
-                f"sampler.variant must be 'approx', got {self.config.sampler.variant!r}."
+                "dkale trains a critic on a divergence's variational objective, so divergence must have one "
+                f"(gflowzoo.interfaces.CriticObjective, such as 'kale'); got {type(divergence).__name__}."
             )
+        self.divergence = divergence
 
     def build_extra(self, feature_dim: int) -> dict[str, nn.Module]:
         head = nn.Linear(feature_dim, 1)
@@ -62,7 +64,7 @@ class DKALE(NoiseConditionalMethod):
     def group_terms(self, fx: Tensor, fy: Tensor, fh: Tensor, xh: Tensor, t: Tensor, step: int) -> dict[str, Tensor]:
         head = self.extra["head"]
         hx, hy, hh = head(fx)[..., 0], head(fy)[..., 0], head(fh)[..., 0]
-        return kale_group_losses(hx, hy, hh, xh)
+        return kale_group_losses(hx, hy, hh, xh, self.divergence)
 
     def make_witness(self, plan: list[Level]) -> tuple[Any, Any, Any]:
         ema = self.config.sampler.use_ema
@@ -82,5 +84,5 @@ class DKALE(NoiseConditionalMethod):
             h = self._critic(z, torch.full((z.shape[0],), t, device=z.device), ema)
             (grad,) = torch.autograd.grad(h.sum(), z)
         hx, hy = h[: len(x)].detach(), h[len(x) :].detach()
-        value = float(1.0 + hy.mean() - hx.exp().mean())
+        value = float(self.divergence.critic_objective(hx, hy))
         return value, float(grad.flatten(1).norm(dim=1).mean())

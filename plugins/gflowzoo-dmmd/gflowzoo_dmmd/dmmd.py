@@ -19,11 +19,11 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from gflowzoo.divergences import mmd2, witness
+from gflowzoo.api import MMD, ConfigError, WidthAwareKernel
 
 from .base import NoiseConditionalMethod
 from .config import ADMMDConfig, ADMMDEConfig, DMMDConfig
-from .critic import NoiseWidth, field_sums, fit_from_sums, group_kernel, mmd_group_losses
+from .critic import NoiseWidth, field_sums, fit_from_sums, mmd_group_losses
 from .flow import Level
 from .presets import dmmd_preset
 
@@ -52,9 +52,27 @@ class DMMD(NoiseConditionalMethod):
         return dmmd_preset(dataset, variant)
 
     # -- critic -------------------------------------------------------------------------------------------------
+    def accept_components(self, components: dict[str, Any]) -> None:
+        """The base kernel (``kernel``) and the MMD estimator (``divergence``). A width-aware kernel
+        (:class:`gflowzoo.interfaces.WidthAwareKernel`, e.g. ``rbf``) gets the learned width ``h(t)``; any other
+        kernel is used with its own fixed options, and the width options are ignored (as for ``linear``)."""
+        self.kernel = components["kernel"]
+        divergence = components["divergence"]
+        if not isinstance(divergence, MMD):
+            raise ConfigError(
+                f"{type(self).__name__.lower()} trains an MMD critic, so divergence must be an MMD divergence such "
+                f"as 'mmd'; got {type(divergence).__name__} (for KALE use the dkale method)."
+            )
+        self.divergence = divergence
+        #: whether the base kernel takes the noise-dependent width h(t)
+        self.width_aware = isinstance(self.kernel, WidthAwareKernel)
+
+    def linear_unbiased_mmd(self) -> bool:
+        return bool(self.kernel.is_linear) and getattr(self.divergence, "estimator", None) == "unbiased"
+
     def build_extra(self, feature_dim: int) -> dict[str, nn.Module]:
         c = self.config
-        if c.kernel == "rbf":
+        if self.width_aware:
             width = NoiseWidth(c.width_model, c.width_levels, c.width_init if c.width_init > 0 else 1.0)
             if not c.learn_width:
                 width.requires_grad_(False)
@@ -76,20 +94,24 @@ class DMMD(NoiseConditionalMethod):
         return extra["width"] if "width" in extra else None
 
     def group_terms(self, fx: Tensor, fy: Tensor, fh: Tensor, xh: Tensor, t: Tensor, step: int) -> dict[str, Tensor]:
-        if self.config.kernel == "rbf" and step == 0 and self.config.width_init <= 0 and self.config.width_prior == "none":
+        if self.width_aware and step == 0 and self.config.width_init <= 0 and self.config.width_prior == "none":
             self._median_init(fx, fy)
-        return mmd_group_losses(fx, fy, fh, xh, self._group_kernels(t))
+        return mmd_group_losses(fx, fy, fh, xh, self._group_kernels(t), self.divergence)
 
     def _group_kernels(self, t: Tensor) -> list[Any]:
         """The base kernel of every group (``t`` ``[G]``), with the live (trained) width."""
-        if self.config.kernel == "rbf":
+        if self.width_aware:
             h = self._width(t, ema=False)
-            return [group_kernel("rbf", h[i]) for i in range(len(t))]
-        return [group_kernel("linear")] * len(t)
+            return [self.kernel.at_width(h[i]) for i in range(len(t))]
+        return [self.kernel] * len(t)
+
+    def _div(self, kernel: Any) -> MMD:
+        """The configured MMD on ``kernel`` (one noise level's kernel)."""
+        return self.divergence.with_kernel(kernel)
 
     def point_witness(self, fz: Tensor, fx: Tensor, fy: Tensor, t: Tensor) -> Tensor:
         kernels = self._group_kernels(t)
-        return torch.stack([witness(fz[i], fx[i], fy[i], kernels[i]) for i in range(len(t))])
+        return torch.stack([self._div(kernels[i]).witness(fz[i], fx[i], fy[i]) for i in range(len(t))])
 
     @torch.no_grad()
     def _median_init(self, fx: Tensor, fy: Tensor) -> None:
@@ -101,26 +123,26 @@ class DMMD(NoiseConditionalMethod):
             net.set_base(med)
 
     def has_width(self) -> bool:
-        return self.config.kernel == "rbf" or super().has_width()
+        return self.width_aware or super().has_width()
 
     def widths(self, t: Tensor) -> Tensor:
-        if self.config.kernel == "rbf":
+        if self.width_aware:
             with torch.no_grad():
                 return self._width(t.to(self.device), self.config.sampler.use_ema).float().cpu()
         return super().widths(t)
 
     def _kernel_at(self, t: float, ema: bool) -> Any:
-        if self.config.kernel == "linear":
-            return group_kernel("linear")
+        if not self.width_aware:
+            return self.kernel
         with torch.no_grad():
             h = self._width(torch.tensor([t], device=self.device), ema)[0]
-        return group_kernel("rbf", h)
+        return self.kernel.at_width(h)
 
     # -- statistics ---------------------------------------------------------------------------------------------
     @torch.no_grad()
     def compute_stats_from(self, ds: Any, grid: Tensor) -> dict[str, Any]:
         """Linear: ``clean`` ``[T, D]`` = mean of ``phi(x, t_k)`` over ``stats_samples`` data points (fixed seed) and
-        ``noisy`` ``[T, D]`` = mean of ``phi(alpha x + sigma eps, t_k)``. RBF: ``ref_clean``/``ref_noisy``
+        ``noisy`` ``[T, D]`` = mean of ``phi(alpha x + sigma eps, t_k)``. Any other kernel: ``ref_clean``/``ref_noisy``
         ``[T, n_ref, D]``, the features of ``n_ref`` fixed clean and noisy reference points per level."""
         c = self.config
         net, _ = self._net(c.sampler.use_ema)
@@ -128,7 +150,7 @@ class DMMD(NoiseConditionalMethod):
         idx = self._stats_indices(ds)
         g = torch.Generator().manual_seed(c.stats_seed + 1)
         T, dev = len(grid), self.device
-        if c.kernel == "rbf":
+        if not self.kernel.is_linear:
             n_ref = min(c.sampler.n_ref, len(idx))
             x = ds.get(idx[:n_ref]).to(dev)
             clean, noisy = self._reference_features(x, grid, net, g)
@@ -182,7 +204,7 @@ class DMMD(NoiseConditionalMethod):
     def restored_stats(self, stats: dict[str, Any]) -> dict[str, Any]:
         """The statistics with the reference features recomputed from ``ref_x`` where a checkpoint left them out (the
         same noise as :meth:`compute_stats_from`: seed ``stats_seed + 1``, drawn level after level)."""
-        if self.config.kernel != "rbf" or "ref_clean" in stats or "ref_x" not in stats:
+        if self.kernel.is_linear or "ref_clean" in stats or "ref_x" not in stats:
             return stats
         net, _ = self._net(self.config.sampler.use_ema)
         net.eval()
@@ -204,10 +226,10 @@ class DMMD(NoiseConditionalMethod):
         statistics, differentiated at noisy versions ``y`` of the clean points ``x`` ``[n, *S]`` and compared
         with the denoising direction ``x - y``. ``s_k`` is what the ``calibrated`` step schedule multiplies."""
         c = self.config
-        linear = c.kernel == "linear"
+        linear = self.kernel.is_linear
         scale, misfit = torch.zeros(len(grid)), torch.zeros(len(grid))
         for k, t in enumerate(grid.tolist()):
-            kern = self._kernel_at(t, c.sampler.use_ema)
+            div = self._div(self._kernel_at(t, c.sampler.use_ema))
             if linear:
                 sets = (stats["clean"][k : k + 1], stats["noisy"][k : k + 1])
             else:
@@ -220,7 +242,7 @@ class DMMD(NoiseConditionalMethod):
                 y = self.schedule.add_noise(xb, tt, noise=eps)
                 with torch.enable_grad():
                     yy = y.detach().requires_grad_(True)
-                    (v,) = torch.autograd.grad(witness(net(yy, tt), *sets, kern).sum(), yy)
+                    (v,) = torch.autograd.grad(div.witness(net(yy, tt), *sets).sum(), yy)
                 sums += field_sums(v.flatten()[None].double(), (xb - y).flatten()[None].double()).cpu()
             misfit[k], scale[k] = (float(r[0]) for r in fit_from_sums(*sums.unbind(1)))
         return scale, misfit
@@ -231,9 +253,9 @@ class DMMD(NoiseConditionalMethod):
         ema = c.sampler.use_ema
         net, _ = self._net(ema)
         stats = self.stats
-        linear = c.kernel == "linear"
+        linear = self.kernel.is_linear
         dev = self.device
-        kernels = {lv.k: self._kernel_at(lv.t, ema) for lv in plan}
+        divs = {lv.k: self._div(self._kernel_at(lv.t, ema)) for lv in plan}
         if linear:
             targets = {lv.k: stats["clean"][lv.k : lv.k + 1].to(dev) for lv in plan}
             fixed = {lv.k: stats["noisy"][lv.k : lv.k + 1].to(dev) for lv in plan}
@@ -248,7 +270,7 @@ class DMMD(NoiseConditionalMethod):
             f = feats(z, level)
             if source is None:  # fused interacting step: the particle term from this very forward pass
                 source = f.detach().mean(0, keepdim=True) if linear else f.detach()
-            return witness(f, targets[level.k], source, kernels[level.k])
+            return divs[level.k].witness(f, targets[level.k], source)
 
         def particle_source(z_all: Tensor, level: Level) -> Tensor:
             f = torch.cat([feats(zc, level) for zc in self._chunks(z_all)])
@@ -260,14 +282,14 @@ class DMMD(NoiseConditionalMethod):
     def diagnose_level(self, x: Tensor, y: Tensor, t: float, ema: bool) -> tuple[float, float]:
         net, _ = self._net(ema)
         net.eval()
-        kern = self._kernel_at(t, ema)
+        div = self._div(self._kernel_at(t, ema))
         with torch.enable_grad():
             z = torch.cat([x, y]).requires_grad_(True)
             f = net(z, torch.full((z.shape[0],), t, device=z.device))
             fx, fy = f[: len(x)].detach(), f[len(x) :].detach()
-            (grad,) = torch.autograd.grad(witness(f, fx, fy, kern).sum(), z)
+            (grad,) = torch.autograd.grad(div.witness(f, fx, fy).sum(), z)
         with torch.no_grad():
-            value = float(mmd2(fx, fy, kern, "unbiased"))
+            value = float(div.estimate(fx, fy))
         return value, float(grad.flatten(1).norm(dim=1).mean())
 
 

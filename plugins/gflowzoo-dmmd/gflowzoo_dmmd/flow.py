@@ -23,7 +23,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from gflowzoo.errors import ConfigError
+from gflowzoo.api import ConfigError
 
 __all__ = ["Level", "ParticleFlow", "calibrated_fractions", "cap_moves", "plan_levels", "resolve_step_rule"]
 

@@ -18,9 +18,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from gflowzoo.divergences import witness
-from gflowzoo.errors import ConfigError, DataError, UserError
-from gflowzoo.interfaces import Method
+from gflowzoo.api import DataError, Method, UserError, witness
 
 from .config import MMDFlowConfig
 from .presets import mmdflow_preset
@@ -35,18 +33,16 @@ class MMDFlow(Method):
     Config = MMDFlowConfig
     trainable = False
 
-    def __init__(self, config: MMDFlowConfig, data: Any, device: torch.device | str = "cpu") -> None:
+    def __init__(self, config: MMDFlowConfig, data: Any, device: torch.device | str = "cpu", *,
+                 components: dict[str, Any] | None = None) -> None:
         super().__init__(config, data, device)
-        from gflowzoo.plugins import get_registry
+        config.validate()
+        if components is None:  # built without the session: resolve the config's components the session's way
+            from gflowzoo.session import build_components
 
-        c = config
-        if c.n_data < 1 or c.particles < 1 or c.steps < 0 or c.noise_every < 1 or not c.step_size > 0:
-            raise ConfigError("mmdflow: n_data, particles and noise_every must be >= 1, steps >= 0, step_size > 0.")
-        if not 0 < c.noise_decay <= 1:
-            raise ConfigError(f"mmdflow noise_decay must be in (0, 1]; got {c.noise_decay}.")
-        reg = get_registry()
-        self.kernel = reg.create("kernel", c.kernel)
-        self.integrator = reg.create("integrator", c.integrator)
+            components = build_components(None, config)
+        self.kernel = components["kernel"]
+        self.integrator = components["integrator"]
         self.shape = tuple(int(s) for s in data.shape)
         self.ref = torch.empty(0)
         self.ref_seed = -1

@@ -3,7 +3,7 @@ import path and built lazily; the ``gflowzoo dmmd ...`` commands import torch in
 
 from __future__ import annotations
 
-from gflowzoo.hookspecs import hookimpl
+from gflowzoo.api import hookimpl
 
 _PKG = "gflowzoo_dmmd"
 

@@ -22,7 +22,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from gflowzoo import distributed as dist
+from gflowzoo.api import distributed as dist
 
 from .critic import _gp_and_norm, flow_alignment
 

@@ -29,11 +29,7 @@ from typing import Any, Literal
 import torch
 from torch import Tensor, nn
 
-from gflowzoo.config import component
-from gflowzoo.divergences import mmd2
-from gflowzoo.errors import ConfigError
-from gflowzoo.interfaces import Method
-from gflowzoo.nets import MLP, DCGANDecoder, sample_latent
+from gflowzoo.api import MLP, ConfigError, DCGANDecoder, Method, component, mmd2, sample_latent
 
 __all__ = ["GMMN", "GMMNConfig", "family", "safe_sqrt"]
 
@@ -97,6 +93,13 @@ class GMMNConfig:
     #: Samples generated per forward pass in ``sample``.
     sample_chunk: int = 1000
 
+    def validate(self) -> None:
+        """Checks of values no type expresses (called by :func:`gflowzoo.config.build`, so a bad ``--set`` fails
+        when the configuration is resolved, and by the method)."""
+        for name in ("nz", "batch_size", "sample_chunk", "lr"):
+            if not getattr(self, name) > 0:
+                raise ConfigError(f"{name} must be > 0; got {getattr(self, name)!r}.")
+
 
 class GMMN(Method):
     """GMMN (Li, Swersky & Zemel 2015): an MLP generator trained by a fixed-kernel MMD to the data.
@@ -132,17 +135,18 @@ class GMMN(Method):
                 out.update(optimizer="adam", lr=1e-3, lr_drop_step=0)
         return out
 
-    def __init__(self, config: GMMNConfig, data: Any, device: torch.device | str = "cpu") -> None:
+    def __init__(self, config: GMMNConfig, data: Any, device: torch.device | str = "cpu", *,
+                 components: dict[str, Any] | None = None) -> None:
         super().__init__(config, data, device)
         c = config
-        for name in ("nz", "batch_size", "sample_chunk", "lr"):
-            if not getattr(c, name) > 0:
-                raise ConfigError(f"{name} must be > 0; got {getattr(c, name)!r}.")
+        c.validate()
         self.shape = tuple(int(s) for s in data.shape)
         self.kind = data.kind
-        from gflowzoo.plugins import get_registry
+        if components is None:  # built without the session: resolve the config's components the session's way
+            from gflowzoo.session import build_components
 
-        self.kernel = get_registry().create("kernel", c.kernel)
+            components = build_components(None, c)
+        self.kernel = components["kernel"]
         self.G = self.build_generator().to(self.device)
         self.opt = self._optimizer(self.G.parameters())
         self._train_set: Any = None

@@ -25,9 +25,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
-from gflowzoo.config import component
-from gflowzoo.errors import ConfigError
-from gflowzoo.nets import DCGANDecoder, DCGANEncoder, make_activation
+from gflowzoo.api import ConfigError, DCGANDecoder, DCGANEncoder, component, make_activation
 
 from .gmmn import GMMN, GMMNConfig, family
 
@@ -87,6 +85,15 @@ class GMMNAEConfig(GMMNConfig):
     #: Width of the DCGAN auto-encoder.
     ae_width: int = 64
 
+    def validate(self) -> None:
+        """Checks of values no type expresses (called by :func:`gflowzoo.config.build`, so a bad ``--set`` fails
+        when the configuration is resolved, and by the method)."""
+        if self.ae_steps < 0 or self.code_dim < 1 or self.ae_batch_size < 1 or not self.ae_lr > 0:
+            raise ConfigError("ae_steps must be >= 0 and code_dim, ae_batch_size, ae_lr > 0.")
+        if len(self.ae_momentum) != len(self.ae_momentum_steps):
+            raise ConfigError("ae_momentum and ae_momentum_steps must have the same length.")
+        super().validate()
+
 
 class GMMNAE(GMMN):
     """GMMN+AE (Li, Swersky & Zemel 2015): the first ``ae_steps`` steps train an auto-encoder (official MNIST:
@@ -122,13 +129,10 @@ class GMMNAE(GMMN):
             out.update(optimizer="adam", lr=1e-3, lr_drop_step=0)  # as gmmn's digits preset
         return out
 
-    def __init__(self, config: GMMNAEConfig, data: Any, device: torch.device | str = "cpu") -> None:
+    def __init__(self, config: GMMNAEConfig, data: Any, device: torch.device | str = "cpu", *,
+                 components: dict[str, Any] | None = None) -> None:
         c = config
-        if c.ae_steps < 0 or c.code_dim < 1 or c.ae_batch_size < 1 or not c.ae_lr > 0:
-            raise ConfigError("ae_steps must be >= 0 and code_dim, ae_batch_size, ae_lr > 0.")
-        if len(c.ae_momentum) != len(c.ae_momentum_steps):
-            raise ConfigError("ae_momentum and ae_momentum_steps must have the same length.")
-        super().__init__(config, data, device)
+        super().__init__(config, data, device, components=components)
         d = math.prod(self.shape)
         out_act = "sigmoid" if self.kind == "image" else "none"
         if c.autoencoder == "dcgan":
@@ -153,7 +157,7 @@ class GMMNAE(GMMN):
 
     def build_generator(self) -> nn.Module:
         """An MLP onto codes, with the encoder's output activation (sigmoid for the official auto-encoder)."""
-        from gflowzoo.nets import MLP
+        from gflowzoo.api import MLP
 
         c = self.config
         if c.generator == "dcgan":

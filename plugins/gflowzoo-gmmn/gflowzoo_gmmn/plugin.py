@@ -3,7 +3,7 @@ and built lazily."""
 
 from __future__ import annotations
 
-from gflowzoo.hookspecs import hookimpl
+from gflowzoo.api import hookimpl
 
 _PKG = "gflowzoo_gmmn"
 

@@ -10,9 +10,7 @@ from typing import Any, Literal
 import torch
 from torch import Tensor, nn
 
-from gflowzoo.errors import ConfigError
-from gflowzoo.interfaces import Method
-from gflowzoo.nets import MLP, DCGANDecoder, sample_latent
+from gflowzoo.api import MLP, ConfigError, DCGANDecoder, Method, sample_latent
 
 #: Data sets with tuned presets; any ``toy-*`` name counts as ``toy``.
 FAMILIES = ("toy", "digits", "mnist", "cifar10", "celeba64", "lsun-church64")
@@ -64,6 +62,11 @@ class GeneratorConfig:
     #: (the critic backbone must then accept channels-last input).
     channels_last: bool | Literal["auto"] = "auto"
 
+    def validate(self) -> None:
+        """Checks of values no type expresses (called by :func:`gflowzoo.config.build`, so a bad ``--set`` fails
+        when the configuration is resolved, and by the method)."""
+        check_positive(self, "nz", "batch_size", "sample_chunk")
+
 
 def build_generator(cfg: Any, shape: tuple[int, ...], kind: str) -> nn.Module:
     """The generator ``[N, nz] -> [N, *shape]`` (tanh output for images in ``[-1, 1]``, linear for points)."""
@@ -88,9 +91,16 @@ class GANBase(Method):
     All randomness of a training step comes from the step's CPU ``generator``: real minibatches are drawn with
     replacement (``Dataset.sample``), latents with :func:`gflowzoo.nets.sample_latent`."""
 
-    def __init__(self, config: Any, data: Any, device: torch.device | str = "cpu") -> None:
+    def __init__(self, config: Any, data: Any, device: torch.device | str = "cpu", *,
+                 components: dict[str, Any] | None = None) -> None:
         super().__init__(config, data, device)
-        check_positive(config, "nz", "batch_size", "sample_chunk")
+        config.validate()
+        if components is None:  # built without the session: resolve the config's components the session's way
+            from gflowzoo.session import build_components
+
+            components = build_components(None, config)
+        #: the built components of the config (:func:`gflowzoo.session.build_components`), by field path
+        self.components = components
         self.shape = tuple(int(s) for s in data.shape)
         self.kind = data.kind
         self._train_set: Any = None
@@ -107,14 +117,10 @@ class GANBase(Method):
             return bool(c.channels_last)
         if self.device.type != "cpu" or c.generator not in ("auto", "dcgan"):
             return False
-        from gflowzoo.plugins import get_registry
-        from gflowzoo.registry import split_spec
-
-        critic = getattr(c, "critic", None)
+        critic = self.components.get("critic")
         if critic is None:
             return False
-        backbone = get_registry().load("backbone", split_spec(critic)[0])
-        return bool(getattr(backbone, "channels_last_ok", False))
+        return bool(getattr(critic.target, "channels_last_ok", False))
 
     @property
     def memory_format(self) -> torch.memory_format:
@@ -169,7 +175,7 @@ class GANBase(Method):
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Restore from :meth:`state_dict`; a missing part is a clear error."""
-        from gflowzoo.errors import CheckpointError
+        from gflowzoo.api import CheckpointError
 
         parts = self.stateful()
         missing = [key for key in parts if key not in state]

@@ -37,9 +37,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from gflowzoo.divergences import mmd2
-from gflowzoo.kernels import PolyKernel
-from gflowzoo.nets import MLP, DCGANEncoder
+from gflowzoo.api import MLP, DCGANEncoder, PolyKernel, mmd2
 
 __all__ = ["KIDLearningRate", "block_kids", "kid_unbiased", "paired_p_value"]
 

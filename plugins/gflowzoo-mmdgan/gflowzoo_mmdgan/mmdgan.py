@@ -39,10 +39,7 @@ import torch
 from torch import Tensor
 from torch.nn import functional as F
 
-from gflowzoo.config import component
-from gflowzoo.divergences import mmd2
-from gflowzoo.errors import ConfigError
-from gflowzoo.nets import MLP, DCGANDecoder
+from gflowzoo.api import MLP, ConfigError, DCGANDecoder, component, mmd2
 
 from .common import GANBase, GeneratorConfig, as_float, check_positive, family, one_sided, safe_sqrt, set_requires_grad
 
@@ -80,6 +77,15 @@ class MMDGANConfig(GeneratorConfig):
     critic_steps_warmup: int = 100
     warmup_generator_steps: int = 25
     warmup_every: int = 500
+
+    def validate(self) -> None:
+        """Checks of values no type expresses (called by :func:`gflowzoo.config.build`, so a bad ``--set`` fails
+        when the configuration is resolved, and by the method)."""
+        super().validate()
+        check_positive(self, "lr", "critic_steps")
+        if (self.clip < 0 or self.lambda_ae < 0 or self.lambda_rg < 0 or self.critic_steps_warmup < 0
+                or self.warmup_every < 0):
+            raise ConfigError("clip, lambda_ae, lambda_rg, critic_steps_warmup and warmup_every must be >= 0.")
 
 
 #: Official per-data-set settings (``run_exp.sh``): the latent size nz equals the code size k.
@@ -124,18 +130,13 @@ class MMDGAN(GANBase):
                 out["lr"] = 2e-4
         return out
 
-    def __init__(self, config: MMDGANConfig, data: Any, device: torch.device | str = "cpu") -> None:
-        super().__init__(config, data, device)
+    def __init__(self, config: MMDGANConfig, data: Any, device: torch.device | str = "cpu", *,
+                 components: dict[str, Any] | None = None) -> None:
+        super().__init__(config, data, device, components=components)
         c = config
-        check_positive(c, "lr", "critic_steps")
-        if c.clip < 0 or c.lambda_ae < 0 or c.lambda_rg < 0 or c.critic_steps_warmup < 0 or c.warmup_every < 0:
-            raise ConfigError("clip, lambda_ae, lambda_rg, critic_steps_warmup and warmup_every must be >= 0.")
-        from gflowzoo.plugins import get_registry
-
-        reg = get_registry()
         self.k = c.feature_dim or c.nz
-        self.critic = self.to_device(reg.create("backbone", c.critic, in_shape=self.shape, feature_dim=self.k))
-        self.kernel = reg.create("kernel", c.kernel)
+        self.critic = self.to_device(self.components["critic"](in_shape=self.shape, feature_dim=self.k))
+        self.kernel = self.components["kernel"]
         self.decoder = None
         if c.lambda_ae > 0:
             if self.kind == "image":

@@ -36,9 +36,7 @@ from typing import Any, Literal
 import torch
 from torch import Tensor, nn
 
-from gflowzoo.config import component
-from gflowzoo.divergences import mmd2, witness
-from gflowzoo.errors import ConfigError
+from gflowzoo.api import ConfigError, component, mmd2, witness
 
 from .common import GANBase, GeneratorConfig, as_float, check_positive, family, set_requires_grad
 from .kid_lr import KIDLearningRate
@@ -87,6 +85,16 @@ class MMDGANGPConfig(GeneratorConfig):
     kid_min_lr: float = 1e-6
     kid_p_threshold: float = 0.1
 
+    def validate(self) -> None:
+        """Checks of values no type expresses (called by :func:`gflowzoo.config.build`, so a bad ``--set`` fails
+        when the configuration is resolved, and by the method)."""
+        super().validate()
+        check_positive(self, "lr", "critic_steps", "feature_dim")
+        if self.lambda_gp < 0 or self.lambda_l2 < 0 or self.grad_clip_per_tensor < 0:
+            raise ConfigError("lambda_gp, lambda_l2 and grad_clip_per_tensor must be >= 0.")
+        if self.adaptive_lr:
+            check_positive(self, "kid_every", "kid_samples", "kid_blocks", "kid_lookback", "kid_patience")
+
 
 class MMDGANGP(GANBase):
     """MMD GAN-GP (Binkowski et al. 2018): unbiased MMD^2 with a rational-quadratic + linear kernel on a 16-d
@@ -117,22 +125,17 @@ class MMDGANGP(GANBase):
         return {"nz": 32, "ngf": width, "critic": {"name": "dcgan", "batchnorm": False, "ndf": width},
                 "kid_every": 200, "kid_lookback": 3, "kid_samples": 500}
 
-    def __init__(self, config: MMDGANGPConfig, data: Any, device: torch.device | str = "cpu") -> None:
-        super().__init__(config, data, device)
+    def __init__(self, config: MMDGANGPConfig, data: Any, device: torch.device | str = "cpu", *,
+                 components: dict[str, Any] | None = None) -> None:
+        super().__init__(config, data, device, components=components)
         c = config
-        check_positive(c, "lr", "critic_steps", "feature_dim")
-        if c.lambda_gp < 0 or c.lambda_l2 < 0 or c.grad_clip_per_tensor < 0:
-            raise ConfigError("lambda_gp, lambda_l2 and grad_clip_per_tensor must be >= 0.")
-        from gflowzoo.plugins import get_registry
-
-        reg = get_registry()
-        self.critic = self.to_device(reg.create("backbone", c.critic, in_shape=self.shape, feature_dim=c.feature_dim))
+        self.critic = self.to_device(self.components["critic"](in_shape=self.shape, feature_dim=c.feature_dim))
         if any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in self.critic.modules()):
             raise ConfigError(
                 "mmdgan-gp: the critic has BatchNorm layers, which mix samples and break the per-sample gradient "
                 "penalty. Use a critic without them, e.g. critic = {name = \"dcgan\", batchnorm = false}."
             )
-        self.kernel = reg.create("kernel", c.kernel)
+        self.kernel = self.components["kernel"]
         self._taps: list[Tensor] = []
         self._tapping = False
         for m in self.critic.modules():
@@ -142,7 +145,6 @@ class MMDGANGP(GANBase):
         self.opt_d = torch.optim.Adam(self.critic.parameters(), lr=c.lr, betas=(c.beta1, c.beta2))
         self.kid = None
         if c.adaptive_lr:
-            check_positive(c, "kid_every", "kid_samples", "kid_blocks", "kid_lookback", "kid_patience")
             self.kid = KIDLearningRate(
                 self.shape, self.kind, every=c.kid_every, n=c.kid_samples, blocks=c.kid_blocks,
                 lookback=c.kid_lookback, patience=c.kid_patience, decay=c.kid_decay, min_lr=c.kid_min_lr,
