@@ -56,6 +56,8 @@ def gflowzoo_register(register):
     register("metric", "energy", "gflowzoo.metrics.toy:EnergyDistance", "2-D: energy distance (unbiased)")
     register("metric", "swd", "gflowzoo.metrics.toy:SlicedWasserstein", "2-D: sliced Wasserstein-2 distance")
     register("metric", "modes", "gflowzoo.metrics.toy:ModesCovered", "2-D mixtures: number of modes covered")
+    register("metric", "nn", "gflowzoo.metrics.memorization:NearestTraining",
+             "memorisation check: distance to the nearest training item, against real held-out items'")
     register("metric", "hq", "gflowzoo.metrics.toy:HighQualityFraction", "2-D mixtures: share within 3 std of a mode")
     register(
         "feature-extractor", "inception-v3-compat", "gflowzoo.metrics.extractors:InceptionV3Compat",

@@ -51,7 +51,7 @@ def default_metrics(kind: str, info: dict[str, Any] | None = None, purpose: str 
         if purpose == "training":
             return ["mmd"] + (["modes"] if mixture else [])
         return ["mmd", "energy", "swd"] + (["modes", "hq"] if mixture else [])
-    return ["kid"] if purpose == "training" else ["kid", "fid"]
+    return ["kid"] if purpose == "training" else ["kid", "fid", "nn"]
 
 
 def default_extractor(dataset: str, shape: Sequence[int], purpose: str = "evaluate") -> str:
@@ -263,7 +263,7 @@ class Evaluator:
         if tuple(samples.shape[1:]) != tuple(self.data.shape):
             raise UserError(f"Samples have shape {list(samples.shape[1:])}; the data set has {list(self.data.shape)}.")
         t0 = time.perf_counter()
-        ctx = EvalContext(samples, self.reference, self.seed, warn=self.say, features=features)
+        ctx = EvalContext(samples, self.reference, self.seed, warn=self.say, features=features, data=self.data)
         if self.reference.runtime is not None and features is None:
             if on_stage:
                 on_stage("features")
@@ -284,11 +284,19 @@ class Evaluator:
     keep_images: int = 256
 
     def streams_features(self) -> bool:
-        """Whether :meth:`evaluate_method` extracts features piece by piece and keeps only the first
-        :attr:`keep_images` samples: image data whose metrics all read extractor features only."""
+        """Whether :meth:`evaluate_method` extracts features piece by piece and keeps only the first samples
+        (:meth:`_kept_when_streaming`): image data whose metrics read extractor features or a bounded number of
+        samples (:attr:`~gflowzoo.interfaces.Metric.max_samples`)."""
         self.prepare()
         return (self.data.kind == "image" and self.reference.runtime is not None
-                and all(m.needs_features for _, _, m in self.metrics))
+                and all(m.needs_features or m.max_samples is not None for _, _, m in self.metrics))
+
+    def _kept_when_streaming(self) -> int:
+        """Samples a streaming evaluation keeps: the report's pictures, or what a metric reads
+        (:attr:`~gflowzoo.interfaces.Metric.max_samples`), whichever is more."""
+        self.prepare()
+        wanted = [m.max_samples for _, _, m in self.metrics if not m.needs_features and m.max_samples is not None]
+        return min(self.n, max([self.keep_images, *wanted]))
 
     def evaluate_method(self, method: Any, sampler: dict[str, Any] | None = None,
                         on_stage: Callable[[str], None] | None = None, shard: bool = False,
@@ -330,7 +338,7 @@ class Evaluator:
             stream = self.streams_features()
             # streaming keeps only the first images (the report's pictures); otherwise every sample
             keeper = SampleWriter(self.n, tuple(self.data.shape), self.data.kind,
-                                  keep=min(self.keep_images, self.n) if stream else self.n)
+                                  keep=self._kept_when_streaming() if stream else self.n)
             feats: dict[str, list[Any]] = {}
             sampling_s = features_s = 0.0
             while True:

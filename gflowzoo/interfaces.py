@@ -222,12 +222,16 @@ class Metric(abc.ABC):
         needs_logits: whether it reads the extractor's class logits (Inception Score).
         lower_is_better: for each key :meth:`compute` returns, whether smaller values are better (tables mark the
             direction; keys absent here are informational, e.g. a standard deviation).
+        max_samples: at most how many generated samples (in data space, ``ctx.samples``) a metric that does not
+            read features uses, the first ones; ``None``: all of them. An image evaluation whose other metrics read
+            features only then keeps just that many images in memory instead of all ``n``.
     """
 
     data_kinds: ClassVar[tuple[str, ...]] = ("image", "points")
     needs_features: ClassVar[bool] = False
     needs_logits: ClassVar[bool] = False
     lower_is_better: ClassVar[dict[str, bool]] = {}
+    max_samples: int | None = None
 
     def check(self, kind: str, info: dict[str, Any]) -> None:
         """Raise a :class:`UserError` when the metric cannot be computed on data of ``kind`` with ``info``

@@ -44,6 +44,19 @@ class TestHighQualityMetric(MetricContract):
     keys = ("hq",)
 
 
+class TestNearestTrainingMetricPoints(MetricContract):
+    metric_name = "nn"
+    options = {"n": 200, "real_n": 200}
+    keys = ("nn_train", "nn_real", "nn_ratio", "nn_copies")
+
+
+class TestNearestTrainingMetricImages(MetricContract):
+    metric_name = "nn"
+    data_kind = "image"
+    options = {"real_n": 300}
+    keys = ("nn_train", "nn_real", "nn_ratio", "nn_copies")
+
+
 # -- image metrics (features of a stand-in extractor) ----------------------------------------------------------------
 
 

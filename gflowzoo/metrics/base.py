@@ -9,7 +9,7 @@ computed once per context and shared by every metric that asks for them.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import torch
@@ -29,12 +29,15 @@ class EvalContext:
         warn: called with a message when a metric changes a setting (e.g. a KID subset size lowered).
         features: the features of all generated samples when computed beforehand (piece by piece, so that ``n``
             images need not be held); ``samples`` may then be only the first few (image metrics read features).
+        data: the data set's :class:`gflowzoo.data.DataHandle`, for metrics that read a whole split (the
+            memorisation check searches the training split); ``None`` when the evaluation has none.
     """
 
     def __init__(self, samples: Tensor, reference: Any, seed: int = 0, warn: Callable[[str], None] | None = None,
-                 features: dict[str, Tensor] | None = None):
+                 features: dict[str, Tensor] | None = None, data: Any = None):
         self.samples = samples.detach().cpu()
         self.reference = reference
+        self.data = data
         self.seed = int(seed)
         self.warnings: list[str] = []
         self._warn = warn
@@ -70,6 +73,24 @@ class EvalContext:
     def info(self) -> dict[str, Any]:
         """The data set's :meth:`~gflowzoo.data.Dataset.info`."""
         return self.reference.info()
+
+    def _split(self, split: str) -> Any:
+        if self.data is None:
+            raise UserError(f"This metric reads the {split} split of the data set, and the evaluation has none.")
+        return self.data.split(split)
+
+    def split_batches(self, split: str, limit: int | None = None, batch: int = 5000) -> Iterator[Tensor]:
+        """The first ``limit`` items (all when ``None``) of a split in order, ``batch`` at a time, in model units
+        (memory holds one batch)."""
+        return self._split(split).batches(batch, limit)
+
+    def split_items(self, split: str, n: int) -> Tensor:
+        """``n`` items of a split (the first ``n`` of a permutation seeded with the evaluation seed; all of the
+        split when it is smaller), in model units."""
+        ds = self._split(split)
+        if n >= len(ds):
+            return ds.get(torch.arange(len(ds)))
+        return ds.get(torch.randperm(len(ds), generator=self.generator(7))[:n].sort().values)
 
     # -- images ----------------------------------------------------------------------------------------------
     def features(self) -> dict[str, Tensor]:

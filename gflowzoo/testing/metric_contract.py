@@ -60,6 +60,16 @@ class ProjectionFeatures:
         return {"features": torch.tanh(flat @ self.w), "logits": flat @ self.v}
 
 
+class _Splits:
+    """The part of a :class:`~gflowzoo.data.DataHandle` a metric may read: ``split(name)``."""
+
+    def __init__(self, splits: dict[str, Any]) -> None:
+        self._splits = splits
+
+    def split(self, name: str) -> Any:
+        return self._splits[name]
+
+
 class MetricContract(PluginContractBase):
     """Contract of a ``metric``: it builds through the registry with a one-line summary; declares valid data kinds
     and directions; :meth:`~gflowzoo.interfaces.Metric.check` accepts its data kind and refuses the others with a
@@ -112,7 +122,8 @@ class MetricContract(PluginContractBase):
         runtime = ProjectionFeatures(int(samples[0].numel())) if data.kind == "image" else None
         name = self.dataset or DEFAULT_DATASETS.get(data.kind, "")
         reference = Reference(reference_data, name, reference_data.split, self.n, runtime, cache=False)
-        return EvalContext(samples, reference, seed=self.seed)
+        splits = {data.split: data, reference_data.split: reference_data}
+        return EvalContext(samples, reference, seed=self.seed, data=_Splits(splits))
 
     # -- fixtures ------------------------------------------------------------------------------------------------
     @pytest.fixture
