@@ -45,6 +45,7 @@ _EXPORTS: dict[str, str] = {
     "Velocity": "gflowzoo.interfaces:Velocity",
     "WidthAwareKernel": "gflowzoo.interfaces:WidthAwareKernel",
     "CriticObjective": "gflowzoo.interfaces:CriticObjective",
+    "Autoencoder": "gflowzoo.interfaces:Autoencoder",
     # -- data sets and evaluation ------------------------------------------------------------------------------------
     "ArrayImages": "gflowzoo.data.base:ArrayImages",
     "Points": "gflowzoo.data.base:Points",
@@ -63,6 +64,12 @@ _EXPORTS: dict[str, str] = {
     "WidthRBF": "gflowzoo.kernels:WidthRBF",
     "sq_dists": "gflowzoo.kernels:sq_dists",
     "exp_floor": "gflowzoo.kernels:exp_floor",
+    # -- components a method builds itself (a constructor called without ``components=``) ------------------------
+    "build_components": "gflowzoo.session:build_components",
+    "given_components": "gflowzoo.session:given_components",
+    "build_component": "gflowzoo.session:build_component",
+    "Components": "gflowzoo.registry:Components",
+    "ComponentFactory": "gflowzoo.registry:ComponentFactory",
     # -- reusable networks -------------------------------------------------------------------------------------------
     "MLP": "gflowzoo.nets:MLP",
     "MLPCritic": "gflowzoo.nets:MLPCritic",
@@ -70,6 +77,7 @@ _EXPORTS: dict[str, str] = {
     "DCGANEncoder": "gflowzoo.nets:DCGANEncoder",
     "make_activation": "gflowzoo.nets:make_activation",
     "sample_latent": "gflowzoo.nets:sample_latent",
+    "GeneratorMethod": "gflowzoo.generator:GeneratorMethod",
     # -- several processes, progress ---------------------------------------------------------------------------------
     "distributed": "gflowzoo.distributed",
     "report_progress": "gflowzoo.progress:report",

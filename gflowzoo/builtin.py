@@ -47,6 +47,11 @@ def gflowzoo_register(register):
         "dataset", "imagefolder:", "gflowzoo.data.folders:imagefolder",
         "any folder of images: imagefolder:PATH or imagefolder:PATH@SIZE",
     )
+    # -- autoencoders (latent spaces for every method: docs/latent.md) ------------------------------------------
+    register("autoencoder", "conv", "gflowzoo.autoencoders:ConvAutoencoder",
+             "conv encoder/decoder for 28-64 px images; kl > 0 makes it variational")
+    register("autoencoder", "mlp", "gflowzoo.autoencoders:MLPAutoencoder",
+             "MLP encoder/decoder for small inputs (8x8 digits); kl > 0 makes it variational")
     # == metrics and feature extractors (evaluation helper) ====================================================
     register("metric", "kid", "gflowzoo.metrics.image:KID", "Kernel Inception Distance (unbiased, over subsets)")
     register("metric", "fid", "gflowzoo.metrics.image:FID", "Fréchet Inception Distance (torch-fidelity)")

@@ -358,6 +358,11 @@ from . import cli_eval  # noqa: E402
 app.registered_commands += cli_eval.commands.registered_commands
 app.registered_groups += cli_eval.commands.registered_groups
 
+from . import cli_autoencoder  # noqa: E402
+
+# the command group autoencoder (latent spaces), after extractor
+app.registered_groups += cli_autoencoder.commands.registered_groups
+
 
 def build_app() -> typer.Typer:
     """The root app with every plugin's commands added (plugins are loaded here, not at import)."""

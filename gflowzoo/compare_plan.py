@@ -40,6 +40,10 @@ def parse_budget(text: str) -> float:
 def config_label(method: str, data: dict[str, Any]) -> str:
     """Hash of a run's configuration apart from seed, run loop, device and paths (runs with equal hashes pool)."""
     core = {k: v for k, v in data.items() if k not in ("seed", "run", "device", "data_root", "preset")}
+    if isinstance(core.get("latent_space"), dict):  # which autoencoder file a run used is a record, not an option
+        from .config import LATENT_RECORD_KEYS
+
+        core["latent_space"] = {k: v for k, v in core["latent_space"].items() if k not in LATENT_RECORD_KEYS}
     return hashlib.sha256(json.dumps(core, sort_keys=True, default=str).encode()).hexdigest()[:6]
 
 

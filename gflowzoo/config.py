@@ -34,7 +34,10 @@ from typing import Any, Literal
 from .errors import ConfigError
 from .registry import _coerce, check_options, nested_components, split_spec
 
-RUN_KEYS = ("method", "dataset", "seed", "device", "data_root", "preset")
+RUN_KEYS = ("method", "dataset", "seed", "device", "data_root", "preset", "latent_space")
+#: Keys of the ``latent_space`` table that a run writes into its ``config.toml`` to record which autoencoder it used
+#: (:mod:`gflowzoo.latent`): records, not options.
+LATENT_RECORD_KEYS = ("autoencoder", "weights_sha256")
 
 
 def component(kind: str, default: str | Mapping[str, Any]) -> Any:

@@ -33,7 +33,7 @@ def gflowzoo_register(register: "Registrar") -> None:
     Call ``register(kind, name, target, summary=...)`` once for each component this plugin provides, where
 
     * ``kind`` is one of ``method``, ``backbone``, ``kernel``, ``divergence``, ``schedule``, ``integrator``,
-      ``dataset``, ``metric``, ``feature-extractor`` (see :data:`gflowzoo.registry.KINDS`);
+      ``dataset``, ``metric``, ``feature-extractor``, ``autoencoder`` (see :data:`gflowzoo.registry.KINDS`);
     * ``name`` is the public name users type (lower case, ``-`` separated);
     * ``target`` is either an import path ``"package.module:Object"`` (preferred: imported lazily) or the object
       itself; the object is a class or factory whose keyword arguments are the component's configuration;

@@ -364,3 +364,42 @@ class CriticObjective(abc.ABC):
     def critic_objective(self, hx: Tensor, hy: Tensor) -> Tensor:
         """The objective (to maximise) of critic values at target points ``hx`` (``[..., n]``) and at source
         points ``hy`` (``[..., m]``), reduced over the last axis; returns ``[...]``."""
+
+
+class Autoencoder(nn.Module, abc.ABC):
+    """An encoder/decoder pair that maps data ``[N, *S]`` (model units) to codes ``[N, *latent_shape]`` and back
+    (registry kind ``autoencoder``): the latent space any method can be trained in (``latent_space = NAME``, see
+    docs/latent.md).
+
+    Constructors take the data shape first; every other argument must have a default (these are the user's options
+    and, with the training recipe, what the cache key hashes)::
+
+        Autoencoder(in_shape: tuple[int, ...], **options)
+
+    A constructor raises :class:`UserError` (one sentence) when it cannot take data of ``in_shape``. gflowzoo trains
+    it (``gflowzoo autoencoder fit``) by minimising :meth:`loss`; codes are :meth:`encode` of the data (for a
+    variational autoencoder, the posterior mean), and samples are :meth:`decode` of generated codes.
+    """
+
+    def __init__(self, in_shape: tuple[int, ...]) -> None:
+        super().__init__()
+        self.in_shape = tuple(int(s) for s in in_shape)
+
+    @property
+    @abc.abstractmethod
+    def latent_shape(self) -> tuple[int, ...]:
+        """Per-sample shape of a code (``(D,)`` for the built-ins)."""
+
+    @abc.abstractmethod
+    def encode(self, x: Tensor) -> Tensor:
+        """Codes ``[N, *latent_shape]`` of data ``x`` ``[N, *S]`` (deterministic: the mean of a variational one)."""
+
+    @abc.abstractmethod
+    def decode(self, z: Tensor) -> Tensor:
+        """Data ``[N, *S]`` in model units from codes ``z`` ``[N, *latent_shape]``."""
+
+    def loss(self, x: Tensor, generator: torch.Generator | None = None) -> tuple[Tensor, dict[str, float]]:
+        """The training objective on a batch ``x`` ``[N, *S]``: ``(scalar loss, scalars to report)``. Default: the
+        mean squared reconstruction error. Draw any randomness from ``generator`` (a CPU generator)."""
+        mse = torch.nn.functional.mse_loss(self.decode(self.encode(x)), x)
+        return mse, {"mse": float(mse.detach())}

@@ -3,17 +3,21 @@
 A path that cannot be written (a file in the way of its folder, a read-only or pseudo file system such as ``/proc``)
 is a :class:`~gflowzoo.errors.UserError` naming the obstacle, instead of a traceback after minutes of training or
 sampling. Nothing is created by the check: a missing folder only has to be creatable.
+
+Also gflowzoo's cache folder (:func:`cache_root`, where trained extractors, autoencoders and reference statistics
+live) and the memoised file hash that goes into every evaluation protocol (:func:`file_sha256`).
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
 import tempfile
 from pathlib import Path
 
 from .errors import UserError
 
-__all__ = ["check_writable"]
+__all__ = ["cache_root", "check_writable", "file_sha256"]
 
 
 def check_writable(path: str | os.PathLike, what: str, *, folder: bool = False) -> None:
@@ -46,3 +50,29 @@ def check_writable(path: str | os.PathLike, what: str, *, folder: bool = False) 
     except OSError as exc:
         reason = exc.strerror or type(exc).__name__
         raise UserError(f"{where}: no file can be created in {ancestor} ({reason}).") from None
+
+
+def cache_root() -> Path:
+    """gflowzoo's cache folder: ``$GFLOWZOO_CACHE``, else ``$XDG_CACHE_HOME/gflowzoo`` (``~/.cache/gflowzoo``)."""
+    env = os.environ.get("GFLOWZOO_CACHE")
+    if env:
+        return Path(env).expanduser()
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "gflowzoo"
+
+
+_SHA_MEMO: dict[tuple[str, int, int], str] = {}
+
+
+def file_sha256(path: str | Path) -> str:
+    """SHA-256 (hex) of a file, memoised per (path, size, mtime) within the process."""
+    p = Path(path).resolve()
+    st = p.stat()
+    key = (str(p), st.st_size, st.st_mtime_ns)
+    if key not in _SHA_MEMO:
+        h = hashlib.sha256()
+        with p.open("rb") as fh:
+            for chunk in iter(lambda: fh.read(1 << 20), b""):
+                h.update(chunk)
+        _SHA_MEMO[key] = h.hexdigest()
+    return _SHA_MEMO[key]

@@ -35,6 +35,7 @@ KINDS: dict[str, str] = {
     "dataset": "datasets",
     "metric": "metrics",
     "feature-extractor": "feature extractors",
+    "autoencoder": "autoencoders",
 }
 
 

@@ -283,7 +283,7 @@ def train_run(registry: Any, run: Any, spec: Any, *, payload: dict[str, Any] | N
     def build() -> tuple[str, Any, Any]:
         # build the method and touch the data before writing anything, so a failed start leaves no run directory
         device = _device_of_this_process(spec)
-        method = build_method(registry, spec, device)
+        method = build_method(registry, spec, device, fit_autoencoder=True, say=reporter.say)
         _ = method.data.shape  # fail early, with a clear message, when the data is missing
         dist.check_support(method, spec.method)
         on_eval = None

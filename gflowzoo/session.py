@@ -25,6 +25,8 @@ class RunSpec:
     preset: str
     run: LoopConfig
     model: Any  # the method's Config instance
+    #: the autoencoder whose codes the method is trained on (a table with ``name``; docs/latent.md), or None
+    latent_space: dict[str, Any] | None = None
 
     def to_data(self) -> dict[str, Any]:
         from .config import to_data
@@ -115,13 +117,32 @@ def resolve(
         if variant == "auto":
             variant = "paper" if _device_is_cuda_cheap(device) else "cpu-quick"
         data["preset"] = variant
-        data = merge(data, method_cls.preset(dataset, variant) or {}, root_cls)
+        if _latent_given(set_items, file_data, overrides):  # presets for codes, not for the images
+            from .latent import latent_preset
+
+            data = merge(data, latent_preset(method_cls, dataset, variant), root_cls)
+        else:
+            data = merge(data, method_cls.preset(dataset, variant) or {}, root_cls)
     data = merge(data, file_data, root_cls)
     data = merge(data, overrides or {}, root_cls)
     for path, value in set_items:
         data = merge(data, nest(path, value), root_cls)
     data["method"], data["dataset"] = method, dataset
     return _build_spec(registry, cfg_cls, data)
+
+
+def _latent_given(set_items: list[tuple[list[str], Any]], file_data: dict[str, Any],
+                  overrides: dict[str, Any] | None) -> bool:
+    """Whether ``latent_space`` names an autoencoder in the ``--set`` items (the last one that sets it wins), the
+    ``--config`` file or the overrides."""
+    value = (overrides or {}).get("latent_space", file_data.get("latent_space"))
+    for path, item in set_items:
+        if path == ["latent_space"]:
+            value = item
+        elif path[:1] == ["latent_space"] and value is None:
+            value = {}
+    name = value.get("name") if isinstance(value, dict) else value
+    return name not in (None, "none")
 
 
 def _root_class(cfg_cls: type) -> type:
@@ -133,7 +154,8 @@ def _root_class(cfg_cls: type) -> type:
         (f.name, hints.get(f.name, Any), dataclasses.field(default=None, metadata=f.metadata))
         for f in dataclasses.fields(cfg_cls)
     ]
-    extra = [("run", LoopConfig, dataclasses.field(default_factory=LoopConfig))]
+    extra = [("run", LoopConfig, dataclasses.field(default_factory=LoopConfig)),
+             ("latent_space", Any, dataclasses.field(default=None, metadata={"component": "autoencoder"}))]
     return dataclasses.make_dataclass("Root", [(n, t, f) for n, t, f in fields] + extra)
 
 
@@ -152,6 +174,11 @@ def _build_spec(registry: Any, cfg_cls: type, data: dict[str, Any]) -> RunSpec:
     for key in ("log_every", "checkpoint_every", "sample_every", "eval_every", "grid_size", "keep_checkpoints"):
         if getattr(loop, key) < 0:
             raise ConfigError(f"run.{key} must be >= 0.")
+    latent = run_level.get("latent_space")
+    if latent is not None:  # a name or a table, checked without the data (docs/latent.md)
+        from .latent import check_latent_value
+
+        latent = check_latent_value(registry, latent)
     return RunSpec(
         method=run_level["method"],
         dataset=run_level["dataset"],
@@ -161,6 +188,7 @@ def _build_spec(registry: Any, cfg_cls: type, data: dict[str, Any]) -> RunSpec:
         preset=run_level.get("preset", "auto"),
         run=loop,
         model=model,
+        latent_space=latent,
     )
 
 
@@ -182,6 +210,13 @@ def build_components(registry: Any, config: Any) -> Any:
     out = Components()
     _collect_components(registry, config, "", out)
     return out
+
+
+def given_components(config: Any, components: Any = None) -> Any:
+    """The components a method was built with: ``components`` as the session passed them, or, for a method built
+    without the session (``components=None``: an older caller, a test), those of ``config`` built the session's way
+    (:func:`build_components` with the global registry). Every method's ``__init__`` starts with it."""
+    return components if components is not None else build_components(None, config)
 
 
 def build_component(registry: Any, kind: str, spec: Any) -> Any:
@@ -215,13 +250,18 @@ def takes_components(method_cls: type) -> bool:
     return "components" in params or any(p.kind is p.VAR_KEYWORD for p in params.values())
 
 
-def build_method(registry: Any, spec: RunSpec, device: str, data: Any = None) -> Any:
+def build_method(registry: Any, spec: RunSpec, device: str, data: Any = None, *, fit_autoencoder: bool = False,
+                 say: Any = None) -> Any:
     """Instantiate the method of ``spec`` on ``device`` with a :class:`DataHandle` (made from the spec if not
     given), with the speed options ``spec.run.amp`` and ``spec.run.compile`` applied (:func:`gflowzoo.accel.apply`).
     The global torch seed is set from the spec so initial weights are reproducible.
 
     Every component the config names is built with ``registry`` (:func:`build_components`) and handed to the method
-    as ``components=`` when its constructor takes that keyword: methods never look components up themselves."""
+    as ``components=`` when its constructor takes that keyword: methods never look components up themselves.
+
+    With ``spec.latent_space`` set, the method is built on the codes of that autoencoder and wrapped so that it
+    samples images (:func:`gflowzoo.latent.build_latent_method`; ``fit_autoencoder``: train a missing autoencoder
+    now, reporting through ``say``, else refuse with the command that trains it)."""
     import torch
 
     from .data import DataHandle
@@ -229,6 +269,20 @@ def build_method(registry: Any, spec: RunSpec, device: str, data: Any = None) ->
     torch.manual_seed(spec.seed)
     if data is None:
         data = DataHandle(spec.dataset, spec.data_root, registry=registry)
+    if spec.latent_space is not None:
+        from .latent import build_latent_method
+
+        def build_inner(latent_data: Any) -> Any:
+            torch.manual_seed(spec.seed)
+            return _build_plain(registry, spec, device, latent_data)
+
+        return build_latent_method(registry, spec, device, data, build_inner, fit_missing=fit_autoencoder, say=say)
+    return _build_plain(registry, spec, device, data)
+
+
+def _build_plain(registry: Any, spec: RunSpec, device: str, data: Any) -> Any:
+    import torch
+
     method_cls = registry.load("method", spec.method)
     if takes_components(method_cls):
         parts = build_components(registry, spec.model)

@@ -20,15 +20,7 @@ DOCS = ROOT / "docs"
 #: Imports of the registry internals (``gflowzoo.plugins``, ``gflowzoo.registry``, ``gflowzoo.session``'s component
 #: builders) that plugins still make while those uses are replaced by injected components (issue #12).
 #: TEMPORARY: this set must become empty; do not add to it. An entry whose import is gone fails the test below.
-TEMPORARY_REGISTRY_IMPORTS = {
-    ("docs/example-plugin/gflowzoo_example/moment_mlp.py", "gflowzoo.plugins"),
-    ("plugins/gflowzoo-diffusers/gflowzoo_diffusers/method.py", "gflowzoo.session"),
-    ("plugins/gflowzoo-dmmd/gflowzoo_dmmd/backbones.py", "gflowzoo.session"),
-    ("plugins/gflowzoo-dmmd/gflowzoo_dmmd/base.py", "gflowzoo.session"),
-    ("plugins/gflowzoo-dmmd/gflowzoo_dmmd/mmdflow.py", "gflowzoo.session"),
-    ("plugins/gflowzoo-gmmn/gflowzoo_gmmn/gmmn.py", "gflowzoo.session"),
-    ("plugins/gflowzoo-mmdgan/gflowzoo_mmdgan/common.py", "gflowzoo.session"),
-}
+TEMPORARY_REGISTRY_IMPORTS: set[tuple[str, str]] = set()
 
 
 # -- gflowzoo.api ----------------------------------------------------------------------------------------------------

@@ -38,7 +38,7 @@ def make_registry() -> Registry:
 def test_kinds_are_the_documented_ones():
     assert set(KINDS) == {
         "method", "backbone", "kernel", "divergence", "schedule", "integrator", "dataset", "metric",
-        "feature-extractor",
+        "feature-extractor", "autoencoder",
     }
 
 

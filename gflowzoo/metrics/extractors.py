@@ -16,13 +16,13 @@ from :mod:`gflowzoo.api`) and registering it under kind ``feature-extractor``.
 
 from __future__ import annotations
 
-import hashlib
 import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from ..errors import CheckpointError, UserError
+from ..paths import cache_root, file_sha256  # re-exported: callers import them from here too
 from ..interfaces import FeatureExtractor  # the interface; also importable from here
 
 INCEPTION_FILE = "weights-inception-2015-12-05-6726825d.pth"
@@ -30,35 +30,9 @@ INCEPTION_URL = "https://github.com/toshas/torch-fidelity/releases/download/v0.2
 INCEPTION_ENV = "GFLOWZOO_INCEPTION_WEIGHTS"
 
 
-def cache_root() -> Path:
-    """gflowzoo's cache folder: ``$GFLOWZOO_CACHE``, else ``$XDG_CACHE_HOME/gflowzoo`` (``~/.cache/gflowzoo``)."""
-    env = os.environ.get("GFLOWZOO_CACHE")
-    if env:
-        return Path(env).expanduser()
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "gflowzoo"
-
-
 def extractor_dir() -> Path:
     """Where trained extractor networks are cached."""
     return cache_root() / "extractors"
-
-
-_SHA_MEMO: dict[tuple[str, int, int], str] = {}
-
-
-def file_sha256(path: str | Path) -> str:
-    """SHA-256 (hex) of a file, memoised per (path, size, mtime) within the process."""
-    p = Path(path).resolve()
-    st = p.stat()
-    key = (str(p), st.st_size, st.st_mtime_ns)
-    if key not in _SHA_MEMO:
-        h = hashlib.sha256()
-        with p.open("rb") as fh:
-            for chunk in iter(lambda: fh.read(1 << 20), b""):
-                h.update(chunk)
-        _SHA_MEMO[key] = h.hexdigest()
-    return _SHA_MEMO[key]
 
 
 Say = Callable[[str], None]

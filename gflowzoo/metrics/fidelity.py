@@ -35,7 +35,8 @@ from torch_fidelity.registry import FEATURE_EXTRACTORS_REGISTRY
 from torch_fidelity.utils import create_feature_extractor, get_featuresdict_from_dataset
 
 from ..errors import PluginError, UserError
-from .extractors import FeatureExtractor, file_sha256
+from ..interfaces import FeatureExtractor
+from ..paths import file_sha256
 
 FIDELITY_VERSION = torch_fidelity.__version__
 

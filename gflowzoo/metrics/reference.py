@@ -18,7 +18,7 @@ import torch
 from torch import Tensor
 
 from ..errors import UserError
-from .extractors import cache_root
+from ..paths import cache_root
 
 REFERENCE_SEED = 0
 FORMAT = "gflowzoo-reference-features"

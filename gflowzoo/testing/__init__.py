@@ -9,11 +9,13 @@ Plugin authors subclass the contract classes in their own test suites (in the sp
         kernel_name = "my-kernel"
         plugins = ("my-plugin",)      # entry-point names to load for these tests
 
-and load their plugin for a test with :func:`plugins_loaded`. The contract classes live in
-:mod:`gflowzoo.testing.contracts` (kernels, divergences, schedules, integrators, backbones, data sets, methods),
-:mod:`gflowzoo.testing.metric_contract` and :mod:`gflowzoo.testing.extractor_contract`; this package re-exports
-each module's ``__all__`` (the one list of its public names) and imports a module on first use, so that
-``import gflowzoo.testing`` stays light (no torch, no pytest).
+and load their plugin for a test with :func:`plugins_loaded`. Each contract class lives in a module of its own
+(``gflowzoo.testing.kernel_contract``, ``divergence_contract``, ``schedule_contract``, ``integrator_contract``,
+``backbone_contract``, ``dataset_contract``, ``method_contract``, ``metric_contract``, ``extractor_contract``), with
+their shared plumbing in :mod:`gflowzoo.testing.base`; :mod:`gflowzoo.testing.contracts` gathers the first seven
+under the import path of earlier versions. This package re-exports each module's ``__all__`` (the one list of its
+public names) and imports a module on first use, so that ``import gflowzoo.testing`` stays light (no torch, no
+pytest).
 """
 
 from __future__ import annotations
@@ -62,20 +64,40 @@ def method_builder(registry, *, preset: str = "cpu-quick", seed: int = 0):
 
 
 #: The contract modules whose ``__all__`` is re-exported here, loaded on first use.
-_CONTRACT_MODULES = ("contracts", "metric_contract", "extractor_contract")
+_CONTRACT_MODULES = (
+    "base",
+    "kernel_contract",
+    "divergence_contract",
+    "schedule_contract",
+    "integrator_contract",
+    "backbone_contract",
+    "dataset_contract",
+    "method_contract",
+    "metric_contract",
+    "extractor_contract",
+    "contracts",  # the gathering module: every name of its list is already taken from its home module above
+)
 
 
 def _exports_of(module: str) -> tuple[str, ...]:
     """The ``__all__`` of the contract module ``module``, read from its source: the module's own list is the one
-    source of these names, and reading it does not import torch or pytest."""
+    source of these names, and reading it does not import torch or pytest. A literal list, or a sum of sibling
+    modules' lists (``base.__all__ + kernel_contract.__all__ + ...``, as :mod:`gflowzoo.testing.contracts` has)."""
     import ast
     from pathlib import Path
+
+    def names(value: ast.expr) -> tuple[str, ...]:
+        if isinstance(value, ast.BinOp) and isinstance(value.op, ast.Add):
+            return names(value.left) + names(value.right)
+        if isinstance(value, ast.Attribute) and value.attr == "__all__" and isinstance(value.value, ast.Name):
+            return _exports_of(value.value.id)
+        return tuple(ast.literal_eval(value))
 
     tree = ast.parse((Path(__file__).parent / f"{module}.py").read_text(encoding="utf-8"))
     for node in tree.body:
         if isinstance(node, ast.Assign) and any(getattr(t, "id", None) == "__all__" for t in node.targets):
-            return tuple(ast.literal_eval(node.value))
-    raise ImportError(f"gflowzoo.testing.{module} has no literal __all__")
+            return names(node.value)
+    raise ImportError(f"gflowzoo.testing.{module} has no __all__")
 
 
 #: Each re-exported name and the contract module it comes from.
@@ -86,7 +108,7 @@ for _module in _CONTRACT_MODULES:
 del _module, _name
 
 #: The names of :mod:`gflowzoo.testing.contracts` re-exported here (exactly its ``__all__``).
-_CONTRACTS = tuple(name for name, module in _EXPORTS.items() if module == "contracts")
+_CONTRACTS = _exports_of("contracts")
 
 
 def __getattr__(name: str):

@@ -26,7 +26,7 @@ import torch
 from torch import Tensor
 
 from ..interfaces import Metric
-from .contracts import PluginContractBase
+from .base import PluginContractBase
 
 __all__ = ["MetricContract", "ProjectionFeatures"]
 

@@ -12,8 +12,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from gflowzoo.api import MMD, Method, component
-from gflowzoo.plugins import get_registry
+from gflowzoo.api import MMD, Method, component, given_components
 
 
 @dataclasses.dataclass
@@ -34,8 +33,10 @@ class MomentMLP(Method):
 
     Config = MomentMLPConfig
 
-    def __init__(self, config: MomentMLPConfig, data: Any, device: torch.device | str = "cpu") -> None:
+    def __init__(self, config: MomentMLPConfig, data: Any, device: torch.device | str = "cpu", *,
+                 components: dict[str, Any] | None = None) -> None:
         super().__init__(config, data, device)
+        components = given_components(config, components)  # built without the session: resolved its way
         self.shape = tuple(data.shape)
         dim = 1
         for s in self.shape:
@@ -46,7 +47,7 @@ class MomentMLP(Method):
             nn.Linear(config.hidden, dim),
         ).to(self.device)
         self.opt = torch.optim.Adam(self.net.parameters(), lr=config.lr)
-        self.mmd = MMD(get_registry().create("kernel", config.kernel), estimator="unbiased")
+        self.mmd = MMD(components["kernel"], estimator="unbiased")  # the kernel the session built
 
     @classmethod
     def preset(cls, dataset: str, variant: str) -> dict[str, Any]:

@@ -34,7 +34,7 @@ def gflowzoo_register_commands(app):
         """Print the Laplace-kernel Gram matrix of a few points."""
         import torch
 
-        from gflowzoo_example.laplace import LaplaceKernel
+        from .laplace import LaplaceKernel
 
         x = torch.tensor([[float(v) for v in p.split(",")] for p in points.split(";")])
         for row in LaplaceKernel(sigma=sigma).gram(x, x).tolist():

@@ -141,10 +141,9 @@ class DDPM(Method):
         if cfg.net.kind != "mlp":
             local_pretrained_folder(cfg.net.pretrained, "net")  # a hub id fails here, before diffusers is imported
 
-        if components is None:  # built without the session: resolve the config's components the session's way
-            from gflowzoo.session import build_components
+        from gflowzoo.api import given_components
 
-            components = build_components(None, cfg)
+        components = given_components(cfg, components)
         self.schedule = components["schedule"]
         self.betas = _discrete_betas(self.schedule, cfg.timesteps)
         DDPMScheduler = diffusers_object("diffusers.schedulers.scheduling_ddpm", "DDPMScheduler")

@@ -44,6 +44,10 @@ def gflowzoo_register(register):
         "diffusers sigmoid betas (GeoDiff), between beta_start and beta_end",
     )
     register(
+        "autoencoder", "diffusers-kl", f"{_PKG}.autoencoder:DiffusersKL",
+        "diffusers AutoencoderKL architecture, trained from scratch; flattened codes (latent spaces: docs/latent.md)",
+    )
+    register(
         "method", "ddpm", f"{_PKG}.method:DDPM",
         "reference denoising diffusion model: eps-prediction, EMA, DDPM/DDIM samplers at a chosen NFE",
     )

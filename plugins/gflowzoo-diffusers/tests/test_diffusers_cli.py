@@ -16,6 +16,7 @@ from gflowzoo.testing import plugins_loaded
 
 COMPONENTS = {
     ("backbone", "unet"), ("method", "ddpm"), ("schedule", "diffusers"), ("schedule", "diffusers-linear"),
+    ("autoencoder", "diffusers-kl"),
     ("schedule", "diffusers-cosine"), ("schedule", "diffusers-scaled-linear"), ("schedule", "diffusers-sigmoid"),
 }
 

@@ -314,7 +314,7 @@ class RFFOracle(FeatureBackbone):
             raise ConfigError(f"rff-oracle h_min must be positive; got {h_min}.")
         self.h_min = float(h_min)
         if not isinstance(schedule, NoiseSchedule):  # built by hand, not by the session: the global registry's
-            from gflowzoo.session import build_component
+            from gflowzoo.api import build_component
 
             schedule = build_component(None, "schedule", schedule)
         self.schedule = schedule

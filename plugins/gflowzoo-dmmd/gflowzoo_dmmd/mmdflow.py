@@ -37,10 +37,9 @@ class MMDFlow(Method):
                  components: dict[str, Any] | None = None) -> None:
         super().__init__(config, data, device)
         config.validate()
-        if components is None:  # built without the session: resolve the config's components the session's way
-            from gflowzoo.session import build_components
+        from gflowzoo.api import given_components
 
-            components = build_components(None, config)
+        components = given_components(config, components)
         self.kernel = components["kernel"]
         self.integrator = components["integrator"]
         self.shape = tuple(int(s) for s in data.shape)

@@ -219,18 +219,6 @@ class GMMNAE(GMMN):
         return {**self.gmmn_step(step - self.config.ae_steps, generator), "phase": 1.0}
 
     # -- state -----------------------------------------------------------------------------------------------------
-    def state_dict(self) -> dict[str, Any]:
-        """Generator, encoder, decoder and both optimiser states."""
-        return {
-            **super().state_dict(),
-            "encoder": self.encoder.state_dict(),
-            "decoder": self.decoder.state_dict(),
-            "opt_ae": self.opt_ae.state_dict(),
-        }
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        """Restore from :meth:`state_dict`."""
-        super().load_state_dict(state)
-        self.encoder.load_state_dict(state["encoder"])
-        self.decoder.load_state_dict(state["decoder"])
-        self.opt_ae.load_state_dict(state["opt_ae"])
+    def stateful(self) -> dict[str, Any]:
+        """Generator, its optimiser, encoder, decoder and the auto-encoder's optimiser."""
+        return {**super().stateful(), "encoder": self.encoder, "decoder": self.decoder, "opt_ae": self.opt_ae}

@@ -1,5 +1,6 @@
-"""Pieces shared by ``mmdgan`` and ``mmdgan-gp``: the generator options, a base class holding the generator, the
-data stream and sampling, numerically safe helpers and the data-set families the presets know."""
+"""Pieces shared by ``mmdgan`` and ``mmdgan-gp``: the generator options, a base class holding the generator (on
+:class:`gflowzoo.api.GeneratorMethod`: the latent draw, the data stream, sampling and the checkpoint table),
+numerically safe helpers and the data-set families the presets know."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from typing import Any, Literal
 import torch
 from torch import Tensor, nn
 
-from gflowzoo.api import MLP, ConfigError, DCGANDecoder, Method, sample_latent
+from gflowzoo.api import MLP, ConfigError, DCGANDecoder, GeneratorMethod
 
 #: Data sets with tuned presets; any ``toy-*`` name counts as ``toy``.
 FAMILIES = ("toy", "digits", "mnist", "cifar10", "celeba64", "lsun-church64")
@@ -85,25 +86,16 @@ def check_positive(cfg: Any, *names: str) -> None:
             raise ConfigError(f"{name} must be > 0; got {value!r}.")
 
 
-class GANBase(Method):
-    """A generator plus the data stream. Subclasses add the critic, the losses and the optimisers.
+class GANBase(GeneratorMethod):
+    """A generator plus the data stream, in the channels-last memory format where that is faster. Subclasses add
+    the critic, the losses and the optimisers (and list them in :meth:`~gflowzoo.api.GeneratorMethod.stateful`).
 
     All randomness of a training step comes from the step's CPU ``generator``: real minibatches are drawn with
     replacement (``Dataset.sample``), latents with :func:`gflowzoo.nets.sample_latent`."""
 
     def __init__(self, config: Any, data: Any, device: torch.device | str = "cpu", *,
                  components: dict[str, Any] | None = None) -> None:
-        super().__init__(config, data, device)
-        config.validate()
-        if components is None:  # built without the session: resolve the config's components the session's way
-            from gflowzoo.session import build_components
-
-            components = build_components(None, config)
-        #: the built components of the config (:func:`gflowzoo.session.build_components`), by field path
-        self.components = components
-        self.shape = tuple(int(s) for s in data.shape)
-        self.kind = data.kind
-        self._train_set: Any = None
+        super().__init__(config, data, device, components=components)
         self.channels_last = self._use_channels_last()
         self.G = self.to_device(build_generator(config, self.shape, self.kind))
 
@@ -132,57 +124,15 @@ class GANBase(Method):
         module = module.to(self.device)
         return module.to(memory_format=self.memory_format) if self.memory_format != torch.contiguous_format else module
 
+    def sampling_modules(self) -> list[nn.Module]:
+        """Sampling runs the generator alone (the critic keeps its mode)."""
+        return [self.G]
+
     def real_batch(self, generator: torch.Generator, n: int | None = None) -> Tensor:
-        """``n`` (default ``batch_size``) training samples ``[n, *S]`` on the method's device."""
-        if self._train_set is None:
-            self._train_set = self.data.train
-        x = self._train_set.sample(n or self.config.batch_size, generator).to(self.device)
+        """``n`` (default ``batch_size``) training samples ``[n, *S]`` on the method's device (images in the
+        method's memory format)."""
+        x = super().real_batch(generator, n)
         return x.contiguous(memory_format=self.memory_format) if x.ndim == 4 else x
-
-    def latent(self, generator: torch.Generator, n: int | None = None) -> Tensor:
-        """``n`` (default ``batch_size``) latent codes ``[n, nz]`` on the method's device."""
-        return sample_latent(n or self.config.batch_size, self.config.nz, generator, self.device, self.config.latent)
-
-    # -- sampling --------------------------------------------------------------------------------------------------
-    @torch.no_grad()
-    def sample(self, n: int, generator: torch.Generator) -> Tensor:
-        """``n`` samples ``[n, *S]`` on the CPU (model units). The generator runs in eval mode (BatchNorm uses its
-        running statistics), so sampling never changes the model's state."""
-        was = self.G.training
-        self.G.eval()
-        try:
-            out = []
-            for start in range(0, n, self.config.sample_chunk):
-                m = min(self.config.sample_chunk, n - start)
-                out.append(self.G(self.latent(generator, m)).float().cpu().contiguous())
-        finally:
-            self.G.train(was)
-        return torch.cat(out) if out else torch.zeros(0, *self.shape)
-
-    def sampling_info(self) -> dict[str, Any]:
-        """One generator pass per sample."""
-        return {"nfe": 1, "latent": f"{self.config.latent}^{self.config.nz}"}
-
-    # -- state -----------------------------------------------------------------------------------------------------
-    def stateful(self) -> dict[str, Any]:
-        """The objects whose ``state_dict`` makes up a checkpoint, by key, in load order (modules before their
-        optimisers). Subclasses return their networks, optimisers and schedules."""
-        return {"generator": self.G}
-
-    def state_dict(self) -> dict[str, Any]:
-        """``{key: obj.state_dict()}`` over :meth:`stateful` (tensors and plain data only)."""
-        return {key: obj.state_dict() for key, obj in self.stateful().items()}
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        """Restore from :meth:`state_dict`; a missing part is a clear error."""
-        from gflowzoo.api import CheckpointError
-
-        parts = self.stateful()
-        missing = [key for key in parts if key not in state]
-        if missing:
-            raise CheckpointError(f"The checkpoint lacks {', '.join(missing)} (was it written with another config?).")
-        for key, obj in parts.items():
-            obj.load_state_dict(state[key])
 
 
 def set_requires_grad(module: nn.Module, flag: bool) -> None:
