@@ -48,7 +48,7 @@ def framework_method(array: np.ndarray, channels_last: bool = False):
     from gflowzoo_mmdgan.mmdgan import MMDGAN
 
     reg = get_registry()
-    sets = [f"nz={NZ}", f"batch_size={B}", "estimator=\"biased\"", "sqrt_loss=true", "lambda_rg=16.0",
+    sets = [f"nz={NZ}", f"batch_size={B}", "divergence.estimator=\"biased\"", "sqrt_loss=true", "lambda_rg=16.0",
             f"channels_last={str(channels_last).lower()}"]
     spec = resolve(reg, "mmdgan", "mnist", sets=sets, preset="paper", overrides={"device": "cpu"})
     torch.manual_seed(0)

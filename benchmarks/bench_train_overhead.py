@@ -186,7 +186,7 @@ class PlainMMDGAN:
 
     def __init__(self, m: Any) -> None:
         c = self.c = m.config
-        assert c.estimator == "unbiased" and not c.sqrt_loss and c.lambda_rg == 0
+        assert c.divergence == {"name": "mmd", "estimator": "unbiased"} and not c.sqrt_loss and c.lambda_rg == 0
         self.G, self.enc, self.dec = (copy.deepcopy(x).train() for x in (m.G, m.critic, m.decoder))
         self.opt_g = torch.optim.RMSprop(self.G.parameters(), lr=c.lr, alpha=c.rmsprop_alpha)
         self.opt_d = torch.optim.RMSprop([*self.enc.parameters(), *self.dec.parameters()], lr=c.lr,

@@ -18,6 +18,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from .cli_common import (
+    NoProgressOpt,
     SetOpt,
     console,
     err_console,
@@ -223,7 +224,7 @@ def train_cmd(
     resume: Annotated[bool, typer.Option("--resume", help="Continue the run in --out from its latest checkpoint.")] = False,
     preset: Annotated[Optional[str], typer.Option("--preset", help="auto (by device), paper or cpu-quick.")] = None,
     data_root: Annotated[Optional[Path], typer.Option("--data-root", help="Folder holding data sets (else $GFLOWZOO_DATA).")] = None,
-    no_progress: Annotated[bool, typer.Option("--no-progress", help="Do not draw a progress bar.")] = False,
+    no_progress: NoProgressOpt = False,
     eval_every: Annotated[Optional[int], typer.Option("--eval-every", help="Evaluate (cheaply) every K steps; logged to metrics.jsonl.")] = None,
 ) -> None:
     """Train a method and write a run directory (config.toml, checkpoints/, samples/, metrics.jsonl).
@@ -295,6 +296,7 @@ def sample_cmd(
         int, typer.Option("--batch", help="Samples drawn per call of the method: memory holds one batch's "
                                           "activations (rounded to whole particle batches).")
     ] = 5000,
+    no_progress: NoProgressOpt = False,
 ) -> None:
     """Draw samples from a trained run and write a PNG grid (the first 1,024 images, or all 2-D points) and, on
     request, raw samples (.npy: written batch by batch; .pt: assembled in memory). Under torchrun every process
@@ -328,7 +330,7 @@ def sample_cmd(
         pieces = sample_pieces(method, n, torch.Generator().manual_seed(seed), batch)
     writer = SampleWriter(n, tuple(method.data.shape), method.data.kind, raw)
     # a bar over the samples drawn (on stderr; a plain line at intervals when it is not a terminal)
-    with SampleProgress(f"sample {spec.method}", console=err_console, transient=True) as bar:
+    with SampleProgress(f"sample {spec.method}", console=err_console, transient=True, enabled=not no_progress) as bar:
         bar.start(n)
         if dist.world() == 1:
             pieces = track_pieces(pieces, n, piece_size(method, batch), bar.update)

@@ -12,7 +12,7 @@ from typing import Annotated, Optional
 import typer
 from rich.table import Table
 
-from .cli_common import SetOpt, console, handle_errors
+from .cli_common import NoProgressOpt, SetOpt, console, handle_errors
 from .errors import UserError
 from .paths import check_writable
 
@@ -36,7 +36,7 @@ def autoencoder_fit_cmd(
     data_root: Annotated[Optional[Path], typer.Option("--data-root", help="Folder holding data sets.")] = None,
     device: Annotated[str, typer.Option("--device", help="auto, cpu, cuda or cuda:N.")] = "auto",
     force: Annotated[bool, typer.Option("--force", help="Train again even if it is cached.")] = False,
-    no_progress: Annotated[bool, typer.Option("--no-progress", help="Do not draw a progress bar.")] = False,
+    no_progress: NoProgressOpt = False,
 ) -> None:
     """Train an autoencoder on a data set's training split (options and training recipe with --set: latent_dim,
     kl, ..., steps, batch_size, lr, seed), report its reconstruction error on the test split, write a grid of test

@@ -92,3 +92,6 @@ SetOpt = Annotated[
     Optional[list[str]],
     typer.Option("--set", "-s", help="Override a config key: --set lr=1e-4 --set backbone.width=64 (repeatable)."),
 ]
+
+#: ``--no-progress`` of every command that draws a progress bar (train, sample, evaluate, compare)
+NoProgressOpt = Annotated[bool, typer.Option("--no-progress", help="Do not draw progress bars.")]

@@ -13,7 +13,7 @@ from typing import Annotated, Optional
 import typer
 from rich.table import Table
 
-from .cli_common import SetOpt, console, err_console, handle_errors, multi_process, reporter
+from .cli_common import NoProgressOpt, SetOpt, console, err_console, handle_errors, multi_process, reporter
 from .compare import DEFAULT_EVAL_POINTS, DEFAULT_SEEDS  # stdlib-only module: cheap at start-up
 from .errors import UserError
 from .paths import check_writable
@@ -85,6 +85,7 @@ def evaluate_cmd(
     seed: Annotated[int, typer.Option("--seed", help="Sampling and metric seed.")] = 0,
     device: DeviceOpt = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
+    no_progress: NoProgressOpt = False,
 ) -> None:
     """Sample from a trained run, compute metrics, print them and write RUN_DIR/eval-<protocol-key>.json (numbers
     plus the whole protocol: sample count, extractor and its weights hash, reference, seed, sampler settings)."""
@@ -97,7 +98,7 @@ def evaluate_cmd(
     run = RunDir(run_dir).require()
     check_writable(run.path, "the run directory", folder=True)  # eval-<key>.json goes there; before any work
     # a bar over the samples drawn (then the metric being computed), on stderr; plain lines when not a terminal
-    with SampleProgress("evaluate", console=err_console, transient=True, enabled=not as_json) as bar:
+    with SampleProgress("evaluate", console=err_console, transient=True, enabled=not (as_json or no_progress)) as bar:
         res, path = evaluate_run(
             run_dir, metrics=_metric_list(metrics), n=n, seed=seed, extractor=extractor,
             extractor_weights=str(extractor_weights) if extractor_weights else None, ref_split=ref_split, sets=sets,
@@ -161,7 +162,7 @@ def compare_cmd(
     device: Annotated[str, typer.Option("--device", help="auto, cpu, cuda or cuda:N.")] = "auto",
     data_root: Annotated[Optional[Path], typer.Option("--data-root", help="Folder holding data sets.")] = None,
     preset: Annotated[Optional[str], typer.Option("--preset", help="auto (by device), paper or cpu-quick.")] = None,
-    no_progress: Annotated[bool, typer.Option("--no-progress", help="Do not draw progress bars.")] = False,
+    no_progress: NoProgressOpt = False,
 ) -> None:
     """Train METHODs on the same data with the same budget and seeds, evaluate all with one protocol, print a table
     and write a report folder (report.md, self-contained report.html, results.json). Ctrl-C keeps finished runs

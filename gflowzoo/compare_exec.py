@@ -152,6 +152,21 @@ class CompareExecutor:
     def _say(self, text: str) -> None:
         self.reporter.say(text)
 
+    def _same_configuration(self, method: str, saved: dict[str, Any], spec: Any) -> bool:
+        """Whether a run's saved ``config.toml`` is the configuration ``spec`` asks for. A file written by an older
+        gflowzoo lacks the fields added since: it is compared as this version resolves it (the file alone, no
+        ``--set``), so that a new field at its default does not make an unchanged run look different."""
+        if config_label(method, saved) == spec_hash(spec):
+            return True
+        from .errors import GflowzooError
+        from .session import resolve
+
+        try:
+            again = resolve(self.plan.registry, method, saved.get("dataset"), base=saved, sets=None, overrides={})
+        except GflowzooError:  # the file no longer resolves: certainly not what this comparison asks for
+            return False
+        return spec_hash(again) == spec_hash(spec)
+
     # -- one run -----------------------------------------------------------------------------------------------
     def train(self, job: PlannedRun) -> RunRecord:
         """Train one planned run (or reuse or resume what an earlier attempt of the comparison left in its folder)
@@ -167,7 +182,7 @@ class CompareExecutor:
         payload = None
         if run.exists():
             saved = run.read_config()
-            if config_label(method, saved) != spec_hash(spec):
+            if not self._same_configuration(method, saved, spec):
                 raise UserError(
                     f"{run.path} holds a {method} run with another configuration than this comparison asks for. "
                     "Use another --out, or the same --set options as before."

@@ -11,7 +11,6 @@ A kernel may be given as a :class:`~gflowzoo.interfaces.Kernel` or as a registry
 
 from __future__ import annotations
 
-import copy
 import warnings
 import weakref
 from collections.abc import Callable, Mapping
@@ -190,10 +189,9 @@ class _KernelHolder(Divergence):
     _kernel_spec: Any = None
 
     def with_kernel(self, kernel: Kernel) -> Self:
-        """A copy of this divergence (same options) on ``kernel``: for methods whose kernel changes from one use to
-        the next (DMMD: one noise-adaptive kernel per noise level). Caches are not shared with the copy."""
-        other = copy.copy(self)
-        other.kernel = kernel
+        """A copy of this divergence (same options) on ``kernel`` (see :meth:`Divergence.with_kernel`; DMMD takes one
+        per noise level). Caches are not shared with the copy."""
+        other = super().with_kernel(kernel)
         if hasattr(other, "_cache"):
             other._cache = None
         return other
@@ -236,6 +234,25 @@ class MMD(_KernelHolder):
     def witness(self, fz: Tensor, fx: Tensor, fy: Tensor) -> Tensor:
         """The witness at ``fz`` (``[K, D]``); returns ``[K]``."""
         return witness(fz, fx, fy, self.kernel)
+
+    @staticmethod
+    def fold_estimator(spec: Any, estimator: str | None) -> Any:
+        """The ``divergence`` spec ``spec`` of a method config with ``estimator`` set as its ``estimator`` option.
+
+        For methods that had an ``estimator`` option before they had a ``divergence`` field (``gmmn``, ``mmdgan``):
+        their saved configs still carry it, so they keep it as an older spelling of ``divergence.estimator`` that
+        wins when set. ``None`` (not set) leaves ``spec`` as it is; otherwise ``spec`` must name ``mmd``."""
+        if estimator is None or not isinstance(spec, (str, Mapping)):
+            return spec
+        name = spec if isinstance(spec, str) else spec.get("name")
+        if name != "mmd":
+            raise ConfigError(
+                f"estimator = {estimator!r} (the older spelling of divergence.estimator) applies to the 'mmd' "
+                f"divergence only, and divergence is {name!r}: remove estimator."
+            )
+        _check_estimator(estimator)
+        options = {} if isinstance(spec, str) else {k: v for k, v in spec.items() if k != "name"}
+        return {"name": "mmd", **options, "estimator": estimator}
 
     def __repr__(self) -> str:
         return f"MMD(kernel={self._kernel_spec!r}, estimator={self.estimator!r})"

@@ -11,6 +11,7 @@ samples), a witness ``f_{P,Q}(z)`` is large where P has more mass than Q. A grad
 from __future__ import annotations
 
 import abc
+import copy
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, ClassVar
@@ -86,6 +87,15 @@ class Divergence(abc.ABC):
     def witness(self, fz: Tensor, fx: Tensor, fy: Tensor) -> Tensor:
         """The witness ``f_{P,Q}`` evaluated at ``fz`` (``[K, D]``), returns ``[K]``. Moving Q-particles along
         ``+grad_z f`` decreases the divergence."""
+
+    def with_kernel(self, kernel: Kernel) -> Divergence:
+        """A copy of this divergence (same options) on ``kernel``: how a method puts its own kernel (its ``kernel``
+        field, or one noise level's kernel) under the divergence the session built from its ``divergence`` field.
+        The default is a shallow copy with ``kernel`` replaced; override it when the divergence keeps anything
+        computed with its kernel (a cache)."""
+        other = copy.copy(self)
+        other.kernel = kernel
+        return other
 
 
 class NoiseSchedule(abc.ABC):

@@ -241,6 +241,20 @@ def test_sample_names_the_checkpoint_and_warns_about_damaged_ones(fit_registry, 
     assert r.exit_code == 2 and f"{notes} is not a checkpoint file (not a torch archive)." in r.output
 
 
+def test_no_progress_silences_the_sampling_and_evaluation_bars(fit_registry, tmp_path):
+    """Every command that draws a progress bar takes --no-progress (train, sample, evaluate, compare)."""
+    out = tmp_path / "run"
+    _train_toy(out)
+    r = invoke("sample", str(out), "--n", "4")
+    assert r.exit_code == 0 and any(line.startswith("sample ") for line in r.stderr.splitlines()), r.output
+    r = invoke("sample", str(out), "--n", "4", "--no-progress")
+    assert r.exit_code == 0 and not any(line.startswith("sample ") for line in r.stderr.splitlines()), r.output
+    r = invoke("evaluate", str(out), "--n", "8", "--metrics", "mmd")
+    assert r.exit_code == 0 and any(line.startswith("evaluate") for line in r.stderr.splitlines()), r.output
+    r = invoke("evaluate", str(out), "--n", "8", "--metrics", "mmd", "--no-progress")
+    assert r.exit_code == 0 and not any(line.startswith("evaluate") for line in r.stderr.splitlines()), r.output
+
+
 def test_invalid_saved_config_names_the_file(fit_registry, tmp_path):
     out = tmp_path / "run"
     _train_toy(out)

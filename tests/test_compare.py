@@ -129,5 +129,16 @@ def test_compare_reuses_finished_runs_and_includes_given_runs(gauss, tmp_path): 
     assert [(r["method"], r["path"]) for r in results["runs"]][-1] == ("gauss-too", str(other))
     bad = invoke(gauss, *args, "--set", "lr=0.5")
     assert bad.exit_code == 2 and "another configuration" in bad.output
+    # a config.toml written before a field existed (here: without `lr`, which then takes its default) is the same
+    # configuration; the field at another value is not
+    saved = out / "runs" / "gauss-seed0" / "config.toml"
+    text = saved.read_text()
+    assert "\nlr = " in text
+    saved.write_text("\n".join(line for line in text.splitlines() if not line.startswith("lr = ")) + "\n")
+    again = invoke(gauss, *args)
+    assert again.exit_code == 0 and "reusing" in again.output, again.output
+    saved.write_text(text.replace("\nlr = ", "\nlr = 0.25 # "))
+    assert "another configuration" in invoke(gauss, *args).output
+    saved.write_text(text)
     # a METHOD: prefix limits a --set to that method: for another method it changes nothing
     assert invoke(gauss, *args, "--set", "gauss-too:lr=0.5").exit_code == 0

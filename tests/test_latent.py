@@ -226,6 +226,7 @@ FAST = {
     "mmdflow": ["steps=2", "n_data=32", "particles=8"],
     "gmmn": ["batch_size=16"], "gmmn-ae": ["batch_size=16", "ae_steps=1"],
     "mmdgan": ["batch_size=16"], "mmdgan-gp": ["batch_size=16"],
+    "drift": ["batch_size=16"], "sliced-mmdflow": ["particles=8", "n_data=32", "projections=4"],
 }
 
 
@@ -234,7 +235,7 @@ def test_every_method_of_the_zoo_runs_in_a_latent_space(cache, tmp_path):
     ``latent_space`` with no change to the method (a new method fails here until it works or says why)."""
     from gflowzoo.testing import plugins_loaded
 
-    with plugins_loaded("dmmd", "gmmn", "mmdgan", "diffusers") as state:
+    with plugins_loaded("dmmd", "gmmn", "mmdgan", "diffusers", "drift", "sliced") as state:
         reg = state.registry
         for name in reg.names("method"):
             extra = FAST.get(name, [])

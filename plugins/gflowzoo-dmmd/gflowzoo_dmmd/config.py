@@ -172,9 +172,11 @@ class MMDFlowConfig:
     """Options of ``mmdflow`` (Arbel et al. 2019, notes/baselines.md section 6.4): a fixed kernel on pixels, particles
     from ``N(0, I)`` moved towards ``n_data`` fixed data samples by ``steps`` noisy Euler steps of size
     ``step_size``; the injected noise level is ``beta * noise_decay^floor(step / noise_every)`` (the integrator's
-    ``beta`` is relative to that scale)."""
+    ``beta`` is relative to that scale). ``divergence``: whose witness the particles ascend, on ``kernel`` (its own
+    ``kernel`` option is unused; ``mmd``: the MMD flow, whatever its ``estimator``)."""
 
     kernel: Any = component("kernel", {"name": "rbf", "sigmas": [2.0, 5.0, 10.0, 20.0, 40.0, 80.0]})
+    divergence: Any = component("divergence", "mmd")
     n_data: int = 2000
     data_seed: int = 0
     particles: int = 512

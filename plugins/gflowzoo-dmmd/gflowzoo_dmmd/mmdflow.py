@@ -7,7 +7,8 @@ Particles ``X`` ``[N, *S]`` start from ``N(0, I)`` and move towards ``n_data`` f
 
 with ``k`` a kernel on flattened pixels (default: a Gaussian mixture) and the injected noise level
 ``beta_n = beta * noise_decay^floor(n / noise_every)`` (the integrator's ``beta`` times the decaying ``scale``).
-The witness is :func:`gflowzoo.divergences.witness`; its gradient comes from one autograd call per step.
+The witness is the ``divergence`` component's (``mmd``: :func:`gflowzoo.divergences.witness`) on the ``kernel``
+component, so any registered divergence gives its own flow; its gradient comes from one autograd call per step.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from gflowzoo.api import DataError, Method, UserError, witness
+from gflowzoo.api import DataError, Method, UserError
 
 from .config import MMDFlowConfig
 from .presets import mmdflow_preset
@@ -41,6 +42,8 @@ class MMDFlow(Method):
 
         components = given_components(config, components)
         self.kernel = components["kernel"]
+        #: the flow's divergence (``divergence``) on the kernel (``kernel``): particles ascend its witness
+        self.divergence = components["divergence"].with_kernel(self.kernel)
         self.integrator = components["integrator"]
         self.shape = tuple(int(s) for s in data.shape)
         self.ref = torch.empty(0)
@@ -93,7 +96,7 @@ class MMDFlow(Method):
                 def velocity(z_eval: Tensor, current: Tensor = current) -> Tensor:
                     with torch.enable_grad():
                         zz = z_eval.detach().requires_grad_(True)
-                        w = witness(zz.flatten(1), y, current, self.kernel)
+                        w = self.divergence.witness(zz.flatten(1), y, current)
                         (grad,) = torch.autograd.grad(w.sum(), zz)
                     return grad
 

@@ -88,7 +88,9 @@ def _toy(variant: str) -> dict[str, Any]:
         "ema": 0.995,
         "stats_samples": 20_000 if paper else 5_000,
         "sampler": {
-            "levels": 100, "particles": 2500, "n_ref": 1024, "integrator": "euler",
+            # n_ref: the particles settle on the reference sample, so its own distance to the data distribution
+            # is a floor: toy-moons MMD 0.0056 with 1,024 reference points, 0.0004 with 4,096 (session 6)
+            "levels": 100, "particles": 2500, "n_ref": 4096, "integrator": "euler",
             "step_schedule": "width2", "step_size": 10.0, "max_move": 1.0,
         },
         # frozen features: the steps only exercise the loop. The exact sampler moves all 2,500 particles anyway, so
@@ -147,7 +149,9 @@ def _latent(variant: str) -> dict[str, Any]:
     (conv autoencoder, 16-d codes, docs/latent.md) it gave decoded samples level with the autoencoder's own
     reconstructions of test images."""
     out = _toy(variant)
-    out["sampler"] = {**out["sampler"], "particles": 1000}
+    # n_ref stays at 1,024 here: 4,096 gave the same samples within noise (MNIST, 1,000 samples: KID 0.042 +- 0.011
+    # against 0.038 +- 0.008, FID 1.89 against 1.93) at 2.7x the sampling time (session 6)
+    out["sampler"] = {**out["sampler"], "particles": 1000, "n_ref": 1024}
     out["run"] = {**out["run"], "grid_size": 64}
     return out
 

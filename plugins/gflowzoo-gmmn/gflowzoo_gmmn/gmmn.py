@@ -8,9 +8,10 @@ minibatch and a data minibatch; there is no critic. Defaults are those of the of
 * kernel: an unweighted sum of Gaussians whose parameters are **variances** (``exp(-|a - b|^2 / (2 s))``,
   ``RBFKernel(sigmas=[2, 5, 10, 20, 40, 80], convention="variance")``): the same numbers in the std convention
   would be far wider kernels;
-* loss ``sqrt(MMD^2_b)`` with the biased (V-statistic) estimator (``estimator = "unbiased"`` and
+* loss ``sqrt(MMD^2_b)`` with the biased (V-statistic) estimator (``divergence.estimator = "unbiased"`` and
   ``sqrt_loss = false`` select the unbiased ``MMD^2`` of Dziugaite et al. 2015 instead); the square root is
-  clamped so its gradient stays finite at 0 (the code divides by ``2 sqrt(L) + 1e-10``);
+  clamped so its gradient stays finite at 0 (the code divides by ``2 sqrt(L) + 1e-10``). The estimate is the
+  ``divergence`` component's (``mmd`` by default, any registered divergence) on the ``kernel`` component;
 * minibatches of 1,000 data and 1,000 generated samples; SGD with momentum: lr 2, momentum 0.9, and at step
   10,000 lr 0.2 and momentum 0.99.
 
@@ -29,7 +30,7 @@ from typing import Any, Literal
 import torch
 from torch import Tensor, nn
 
-from gflowzoo.api import MLP, ConfigError, DCGANDecoder, GeneratorMethod, component, mmd2
+from gflowzoo.api import MLP, MMD, ConfigError, DCGANDecoder, GeneratorMethod, component
 
 __all__ = ["GMMN", "GMMNConfig", "family", "safe_sqrt"]
 
@@ -76,8 +77,12 @@ class GMMNConfig:
     kernel: Any = component(
         "kernel", {"name": "rbf", "sigmas": [2.0, 5.0, 10.0, 20.0, 40.0, 80.0], "convention": "variance"}
     )
-    #: ``biased`` (official code) or ``unbiased`` (Dziugaite et al.) MMD^2 estimate; loss sqrt(MMD^2) or MMD^2.
-    estimator: Literal["biased", "unbiased", "u-statistic"] = "biased"
+    #: The divergence of the loss, on ``kernel`` (its own ``kernel`` option is unused): ``mmd`` with the ``biased``
+    #: (official code) or ``unbiased`` (Dziugaite et al.) MMD^2 estimator, or any registered divergence.
+    divergence: Any = component("divergence", {"name": "mmd", "estimator": "biased"})
+    #: The older spelling of ``divergence.estimator`` (configs written before ``divergence``): when set, it wins.
+    estimator: Literal["biased", "unbiased", "u-statistic"] | None = None
+    #: Loss sqrt(MMD^2) (official code) or MMD^2.
     sqrt_loss: bool = True
     #: Data and generated samples per step (1,000 each in the official code; GMMNs need large batches).
     batch_size: int = 1000
@@ -92,6 +97,9 @@ class GMMNConfig:
     momentum_after: float = 0.99
     #: Samples generated per forward pass in ``sample``.
     sample_chunk: int = 1000
+
+    def __post_init__(self) -> None:
+        self.divergence = MMD.fold_estimator(self.divergence, self.estimator)
 
     def validate(self) -> None:
         """Checks of values no type expresses (called by :func:`gflowzoo.config.build`, so a bad ``--set`` fails
@@ -148,6 +156,8 @@ class GMMN(GeneratorMethod):
                  components: dict[str, Any] | None = None) -> None:
         super().__init__(config, data, device, components=components)
         self.kernel = self.components["kernel"]
+        #: the loss's divergence (``divergence``) on the kernel (``kernel``)
+        self.divergence = self.components["divergence"].with_kernel(self.kernel)
         self.G = self.build_generator().to(self.device)
         self.opt = self._optimizer(self.G.parameters())
 
@@ -194,8 +204,9 @@ class GMMN(GeneratorMethod):
                 group["momentum"] = c.momentum_after if late else c.momentum
 
     def loss(self, fx: Tensor, fy: Tensor) -> tuple[Tensor, Tensor]:
-        """``(loss, MMD^2)`` for kernel inputs of data ``fx`` and of generated samples ``fy``."""
-        m2 = mmd2(fx, fy, self.kernel, self.config.estimator)
+        """``(loss, MMD^2)`` for kernel inputs of data ``fx`` and of generated samples ``fy`` (``MMD^2``: the
+        divergence's estimate)."""
+        m2 = self.divergence.estimate(fx, fy)
         return (safe_sqrt(m2) if self.config.sqrt_loss else m2), m2
 
     def target_features(self, generator: torch.Generator) -> Tensor:

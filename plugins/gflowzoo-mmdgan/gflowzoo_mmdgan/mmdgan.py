@@ -6,7 +6,8 @@ The generator ``g`` minimises, and the critic (an encoder ``f`` with a decoder `
           - lambda_ae * ( mse(dec(f(x)), x) + mse(dec(f(y)), y) ),          y = g(z) detached
     L_G = D(f(x), f(g(z))) + lambda_rg * OS(mean f(x) - mean f(g(z))),
 
-with ``D = MMD^2`` under a Gaussian mixture kernel on the critic features (``sqrt(MMD^2)`` with ``sqrt_loss``),
+with ``D = MMD^2`` under a Gaussian mixture kernel on the critic features (``sqrt(MMD^2)`` with ``sqrt_loss``; the
+estimate is the ``divergence`` component's on the ``kernel`` component, so any registered divergence can stand in),
 ``OS(v) = -mean(relu(-v))`` the code's one-sided hinge, the encoder weights clipped to ``[-clip, clip]`` before each
 critic step and RMSprop for both players.
 
@@ -17,7 +18,7 @@ behaviour is one option away (``docs/baselines.md`` lists them):
 what                          paper (default)         official code (option)
 ============================  ======================  ==========================================
 loss on the MMD               MMD^2                   ``sqrt_loss = true`` (sqrt(relu(MMD^2)))
-MMD^2 estimator               ``unbiased``            ``estimator = "biased"``
+MMD^2 estimator               ``unbiased``            ``divergence.estimator = "biased"``
 one-sided hinge               off (``lambda_rg = 0``)  ``lambda_rg = 16``
 ============================  ======================  ==========================================
 
@@ -39,7 +40,7 @@ import torch
 from torch import Tensor
 from torch.nn import functional as F
 
-from gflowzoo.api import MLP, ConfigError, DCGANDecoder, component, mmd2
+from gflowzoo.api import MLP, MMD, ConfigError, DCGANDecoder, component
 
 from .common import GANBase, GeneratorConfig, as_float, check_positive, family, one_sided, safe_sqrt, set_requires_grad
 
@@ -56,8 +57,11 @@ class MMDGANConfig(GeneratorConfig):
     feature_dim: int = 0
     #: Kernel on critic features: a Gaussian mixture, sigma in {1,2,4,8,16}, std convention exp(-d^2 / (2 s^2)).
     kernel: Any = component("kernel", {"name": "rbf", "sigmas": [1.0, 2.0, 4.0, 8.0, 16.0], "convention": "std"})
-    #: MMD^2 estimator: ``unbiased`` (paper) or ``biased`` (the official code's V-statistic).
-    estimator: Literal["unbiased", "biased", "u-statistic"] = "unbiased"
+    #: The divergence of the losses, on ``kernel`` (its own ``kernel`` option is unused): ``mmd`` with the
+    #: ``unbiased`` (paper) or ``biased`` (the official code's V-statistic) MMD^2 estimator, or any registered one.
+    divergence: Any = component("divergence", {"name": "mmd", "estimator": "unbiased"})
+    #: The older spelling of ``divergence.estimator`` (configs written before ``divergence``): when set, it wins.
+    estimator: Literal["unbiased", "biased", "u-statistic"] | None = None
     #: Use sqrt(relu(MMD^2)) (official code) instead of MMD^2 (paper); the square root is clamped (finite gradient).
     sqrt_loss: bool = False
     #: Weight of the one-sided hinge term of the code (16 there); 0 = off, as in the paper's objective.
@@ -77,6 +81,9 @@ class MMDGANConfig(GeneratorConfig):
     critic_steps_warmup: int = 100
     warmup_generator_steps: int = 25
     warmup_every: int = 500
+
+    def __post_init__(self) -> None:
+        self.divergence = MMD.fold_estimator(self.divergence, self.estimator)
 
     def validate(self) -> None:
         """Checks of values no type expresses (called by :func:`gflowzoo.config.build`, so a bad ``--set`` fails
@@ -98,7 +105,7 @@ class MMDGAN(GANBase):
     Loss: MMD^2 of a Gaussian mixture (sigma 1..16) on critic codes; the critic also minimises 8 * reconstruction
     error of real and generated samples. RMSprop 5e-5; 100 critic steps for the first 25 generator steps and every
     500th, else 5. Paper defaults; the official code's sqrt, biased estimator and hinge are options
-    (``sqrt_loss``, ``estimator``, ``lambda_rg``). Details: docs/baselines.md."""
+    (``sqrt_loss``, ``divergence.estimator``, ``lambda_rg``). Details: docs/baselines.md."""
 
     Config = MMDGANConfig
 
@@ -137,6 +144,8 @@ class MMDGAN(GANBase):
         self.k = c.feature_dim or c.nz
         self.critic = self.to_device(self.components["critic"](in_shape=self.shape, feature_dim=self.k))
         self.kernel = self.components["kernel"]
+        #: the losses' divergence (``divergence``) on the kernel (``kernel``)
+        self.divergence = self.components["divergence"].with_kernel(self.kernel)
         self.decoder = None
         if c.lambda_ae > 0:
             if self.kind == "image":
@@ -162,8 +171,9 @@ class MMDGAN(GANBase):
 
     # -- losses ----------------------------------------------------------------------------------------------------
     def _distance(self, fx: Tensor, fy: Tensor) -> tuple[Tensor, Tensor]:
-        """``(loss term, MMD^2)`` for features of real ``fx`` and generated ``fy`` (``[B, k]``)."""
-        m2 = mmd2(fx, fy, self.kernel, self.config.estimator)
+        """``(loss term, MMD^2)`` for features of real ``fx`` and generated ``fy`` (``[B, k]``; ``MMD^2``: the
+        divergence's estimate)."""
+        m2 = self.divergence.estimate(fx, fy)
         return (safe_sqrt(m2) if self.config.sqrt_loss else m2), m2
 
     def critic_step(self, generator: torch.Generator) -> dict[str, Tensor]:

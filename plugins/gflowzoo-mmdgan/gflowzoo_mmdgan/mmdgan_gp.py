@@ -7,7 +7,8 @@ linear term,
     L_G = MMD^2_u(h(x), h(g(z)))
     L_D = -MMD^2_u(h(x), h(g(z))) + lambda_gp * E (||grad_xhat w(xhat)|| - 1)^2 + lambda_l2 * L2(h),
 
-where ``w`` is the MMD witness of the current batch (``mean_i k(h(.), h(x_i)) - mean_j k(h(.), h(g(z_j)))``),
+where ``w`` is the MMD witness of the current batch (``mean_i k(h(.), h(x_i)) - mean_j k(h(.), h(g(z_j)))``; the
+estimate and the witness are the ``divergence`` component's on the ``kernel`` component),
 ``xhat = (1 - a) x + a g(z)`` with ``a ~ U[0, 1]`` per sample, ``||.||`` the per-sample norm
 ``sqrt(sum g^2 + 1e-5)``, and ``L2(h)`` = sum over the critic's activation layers and its output of the mean
 squared activation, for the real and the generated batch. Adam(1e-4, betas 0.5/0.9), 5 critic steps per generator
@@ -36,7 +37,7 @@ from typing import Any, Literal
 import torch
 from torch import Tensor, nn
 
-from gflowzoo.api import ConfigError, component, mmd2, witness
+from gflowzoo.api import MMD, ConfigError, component
 
 from .common import GANBase, GeneratorConfig, as_float, check_positive, family, set_requires_grad
 from .kid_lr import KIDLearningRate
@@ -59,7 +60,11 @@ class MMDGANGPConfig(GeneratorConfig):
     feature_dim: int = 16
     #: Kernel on critic outputs: the paper's rq* mixture (+ linear term).
     kernel: Any = component("kernel", {"name": "rq", "alphas": [0.2, 0.5, 1.0, 2.0, 5.0], "linear_weight": 1.0})
-    #: Add the official code's diagonal term to the "unbiased" MMD^2 (see the module docstring).
+    #: The divergence of the losses and of the witness, on ``kernel`` (its own ``kernel`` option is unused): the
+    #: unbiased MMD^2 (paper and code), or any registered divergence.
+    divergence: Any = component("divergence", {"name": "mmd", "estimator": "unbiased"})
+    #: Add the official code's diagonal term to the "unbiased" MMD^2 (see the module docstring; needs an ``mmd``
+    #: divergence whose estimator drops the diagonals, ``unbiased`` or ``u-statistic``).
     rq_diagonal_quirk: bool = False
     #: Weight of the witness gradient penalty and its norm: per ``sample`` or the code's per-``column`` quirk.
     lambda_gp: float = 1.0
@@ -136,6 +141,13 @@ class MMDGANGP(GANBase):
                 "penalty. Use a critic without them, e.g. critic = {name = \"dcgan\", batchnorm = false}."
             )
         self.kernel = self.components["kernel"]
+        #: the losses' divergence (``divergence``) on the kernel (``kernel``)
+        self.divergence = self.components["divergence"].with_kernel(self.kernel)
+        if c.rq_diagonal_quirk and not (isinstance(self.divergence, MMD) and self.divergence.estimator != "biased"):
+            raise ConfigError(
+                "mmdgan-gp: rq_diagonal_quirk corrects the diagonals an MMD estimator drops, so divergence must be "
+                f"'mmd' with estimator 'unbiased' or 'u-statistic'; got {self.divergence!r}."
+            )
         self._taps: list[Tensor] = []
         self._tapping = False
         for m in self.critic.modules():
@@ -157,9 +169,9 @@ class MMDGANGP(GANBase):
 
     # -- losses ----------------------------------------------------------------------------------------------------
     def _mmd2(self, hx: Tensor, hy: Tensor) -> Tensor:
-        """Unbiased MMD^2 between critic outputs of real ``hx`` and generated ``hy`` (``[B, 16]``), plus the code's
-        diagonal term when ``rq_diagonal_quirk`` is on."""
-        m2 = mmd2(hx, hy, self.kernel, "unbiased")
+        """The divergence (by default the unbiased MMD^2) between critic outputs of real ``hx`` and generated ``hy``
+        (``[B, 16]``), plus the code's diagonal term when ``rq_diagonal_quirk`` is on."""
+        m2 = self.divergence.estimate(hx, hy)
         c_lin = float(getattr(self.kernel, "linear_weight", 0.0))
         if self.config.rq_diagonal_quirk and c_lin > 0:
             n, m = len(hx), len(hy)
@@ -197,7 +209,7 @@ class MMDGANGP(GANBase):
             self._tapping = False
         hx, hy, hh = h[:b], h[b : 2 * b], h[2 * b :]
         m2 = self._mmd2(hx, hy)
-        w = witness(hh, hx, hy, self.kernel)
+        w = self.divergence.witness(hh, hx, hy)
         (grad,) = torch.autograd.grad(w.sum(), xhat, create_graph=True)
         gp = (self._grad_norm(grad) - 1.0).square().mean()
         loss = -m2 + c.lambda_gp * gp
