@@ -104,7 +104,7 @@ def test_interfaces_live_in_one_module_and_old_imports_still_work():
 def test_testing_exports_each_contract_modules_all():
     from gflowzoo import testing
 
-    expected = ["method_builder", "plugins_loaded", "temporary_plugin"]
+    expected = ["method_builder", "plugin_fixtures", "plugins_loaded", "temporary_plugin"]
     for module_name in testing._CONTRACT_MODULES:
         module = importlib.import_module(f"gflowzoo.testing.{module_name}")
         defined = {name for name, obj in vars(module).items()

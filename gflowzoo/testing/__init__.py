@@ -63,6 +63,29 @@ def method_builder(registry, *, preset: str = "cpu-quick", seed: int = 0):
     return build
 
 
+def plugin_fixtures(*names: str, preset: str = "cpu-quick"):
+    """The two fixtures of a plugin's test suite, for its ``conftest.py``::
+
+        from gflowzoo.testing import plugin_fixtures
+
+        registry, build = plugin_fixtures("my-plugin")
+
+    ``registry`` (module scope): the registry with exactly the plugins ``names`` loaded (:func:`plugins_loaded`);
+    ``build``: ``build(method, dataset, *sets, data=None)`` (:func:`method_builder` on that registry)."""
+    import pytest
+
+    @pytest.fixture(scope="module")
+    def registry():
+        with plugins_loaded(*names) as state:
+            yield state.registry
+
+    @pytest.fixture
+    def build(registry):
+        return method_builder(registry, preset=preset)
+
+    return registry, build
+
+
 #: The contract modules whose ``__all__`` is re-exported here, loaded on first use.
 _CONTRACT_MODULES = (
     "base",
@@ -122,5 +145,5 @@ def __getattr__(name: str):
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-__all__ = ["method_builder", "plugins_loaded", "temporary_plugin"]
+__all__ = ["method_builder", "plugin_fixtures", "plugins_loaded", "temporary_plugin"]
 __all__ += list(_EXPORTS)

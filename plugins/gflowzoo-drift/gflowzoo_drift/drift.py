@@ -35,6 +35,14 @@ __all__ = ["Drift", "DriftConfig", "family"]
 _FAMILIES = ("digits", "mnist", "cifar10", "celeba64", "lsun-church64")
 _FEATURE_SETS = ("raw", "backbone")
 
+#: Toy preset (every ``toy-*``): the defaults with a ReLU generator and an EMA (0.99) of it for sampling. Measured
+#: on toy-25gaussians, 1 min, one thread (docs/drift.md): SiLU (the default): 0 / 25 modes, 3.7 % of samples within
+#: 3 std (it fills the grid's hull evenly, although particles moved along the same field gather on the modes);
+#: SiLU + 64 Fourier features of z: 21 / 25, 45 %; + EMA 0.99: 25 / 25, 69 %; ReLU + EMA 0.99: 25 / 25, 88 %,
+#: MMD 0.0034 (ReLU + Fourier + EMA: 25 / 25, 79 %). At 2 min (load 2): toy-25gaussians 25 / 25, 92.2 %, MMD
+#: 0.0031 (gmmn: 25 / 25, 92.3 %, 0.0034); toy-8gaussians 8 / 8, 96.7 %, MMD 0.0012 (gmmn: 8 / 8, 94.1 %, 0.0075).
+_TOY: dict[str, Any] = {"activation": "relu", "ema": 0.99}
+
 
 def family(dataset: str) -> str | None:
     """The preset family of a data-set name (``"toy"`` for every ``toy-*``), or None."""
@@ -45,7 +53,8 @@ def family(dataset: str) -> str | None:
 
 @dataclasses.dataclass
 class DriftConfig:
-    """Options of ``drift`` (defaults: the 2-D toy recipe; presets adapt them per data set)."""
+    """Options of ``drift`` (defaults: the 2-D toy recipe but for its ReLU and EMA, ``_TOY``; presets adapt them per
+    data set)."""
 
     #: Latent size and distribution of the generator's input (the paper: Gaussian noise).
     nz: int = 2
@@ -131,13 +140,16 @@ class Drift(GeneratorMethod):
 
     @classmethod
     def preset(cls, dataset: str, variant: str) -> dict[str, Any]:
-        """Toys: the defaults (raw 2-D coordinates); codes of a latent space (``latent:*``): the toy recipe with a
-        wider generator; digits/MNIST: MLP generator with a tanh output on raw pixels; CIFAR-10 and the 64-px sets:
-        a DCGAN generator on raw pixels plus frozen random DCGAN-encoder features (``paper``: GPU sizes)."""
+        """Toys: the defaults (raw 2-D coordinates) with a ReLU generator and EMA 0.99 (``_TOY``); codes of a latent
+        space (``latent:*``): the toy recipe with a wider generator; digits/MNIST: MLP generator with a tanh output
+        on raw pixels; CIFAR-10 and the 64-px sets: a DCGAN generator on raw pixels plus frozen random
+        DCGAN-encoder features (``paper``: GPU sizes)."""
         if dataset.startswith("latent:"):
             return {"nz": 16, "lr": 1e-3, "hidden": [512, 512, 512], "batch_size": 512, "run": {"steps": 3000}}
         fam = family(dataset)
-        if fam is None or fam == "toy":
+        if fam == "toy":
+            return dict(_TOY)
+        if fam is None:
             return {}
         if fam in ("digits", "mnist"):
             out: dict[str, Any] = {"nz": 32, "hidden": [256, 512, 1024], "batch_size": 256, "lr": 1e-3}

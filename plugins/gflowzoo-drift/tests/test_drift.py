@@ -59,7 +59,7 @@ def test_feature_scale_gives_mean_distance_sqrt_dim():
 
 
 def test_a_tiny_run_moves_generated_points_onto_a_shifted_target(build):
-    m = build("drift", "toy-8gaussians", "batch_size=128", "hidden=[64, 64]", "nz=4", "lr=3e-3")
+    m = build("drift", "toy-8gaussians", "batch_size=128", "hidden=[64, 64]", "nz=4", "lr=3e-3", "ema=0")
 
     class Shifted:  # the data set's points, moved by (+4, -3)
         def __init__(self, inner):
@@ -90,10 +90,20 @@ def test_loss_is_the_squared_field_and_the_target_is_stop_gradient(build):
 
 
 @pytest.mark.parametrize("bad", ["temperatures=[]", "temperatures=[0.0]", "features=[\"pixels\"]",
-                                 "features=[\"raw\", \"raw\"]", "ema=1.0", "n_pos=-1", "batch_size=1"])
+                                 "features=[\"raw\", \"raw\"]", "ema=1.0", "n_pos=-1", "batch_size=1",
+                                 "fourier=-1", "fourier_scale=0.0"])
 def test_bad_options_are_config_errors(build, bad):
     with pytest.raises(ConfigError):
         build("drift", "toy-8gaussians", bad)
+
+
+def test_fourier_features_are_fixed_buffers_of_the_generator(build):
+    m = build("drift", "toy-25gaussians", "fourier=8", "hidden=[16]")  # the toy preset's generator, smaller
+    names = dict(m.G.named_buffers())
+    assert set(names) == {"0.w", "0.b"} and names["0.w"].shape == (2, 8)
+    assert all(not p.shape == (2, 8) for p in m.G.parameters())  # W is not trained
+    assert m.sample(10, torch.Generator().manual_seed(0)).shape == (10, 2)
+    assert build("drift", "toy-8gaussians", "fourier=0").G.__class__.__name__ == "MLP"
 
 
 def test_dcgan_generator_needs_images(build):

@@ -1,21 +1,5 @@
 """Fixtures of the mmdgan plugin's tests: a registry with the plugin loaded and a tiny method builder."""
 
-from __future__ import annotations
+from gflowzoo.testing import plugin_fixtures
 
-import pytest
-
-from gflowzoo.testing import method_builder, plugins_loaded
-
-
-@pytest.fixture(scope="module")
-def registry():
-    """The registry with the ``mmdgan`` plugin loaded (held for the whole test module)."""
-    with plugins_loaded("mmdgan") as state:
-        yield state.registry
-
-
-@pytest.fixture
-def build(registry):
-    """``build(method, dataset, *sets, data=None)`` -> a method on the CPU, configured like
-    ``gflowzoo train --preset cpu-quick --set ...``."""
-    return method_builder(registry)
+registry, build = plugin_fixtures("mmdgan")
