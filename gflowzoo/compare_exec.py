@@ -158,7 +158,6 @@ class CompareExecutor:
         ``--set``), so that a new field at its default does not make an unchanged run look different."""
         if config_label(method, saved) == spec_hash(spec):
             return True
-        from .errors import GflowzooError
         from .session import resolve
 
         try:
