@@ -19,15 +19,17 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from gflowzoo.api import MMD, ConfigError, WidthAwareKernel
+from gflowzoo.api import MMD, ConfigError, LinearKernel, WidthAwareKernel
 
 from .base import NoiseConditionalMethod
 from .config import ADMMDConfig, ADMMDEConfig, DMMDConfig
-from .critic import NoiseWidth, field_sums, fit_from_sums, mmd_group_losses
+from .critic import NoiseWidth, SkipSumKernel, field_sums, fit_from_sums, mmd_group_losses
 from .flow import Level
 from .presets import dmmd_preset
 
 __all__ = ["ADMMD", "ADMMDE", "CALIBRATION_POINTS", "DMMD"]
+
+_LINEAR = LinearKernel()
 
 #: Noisy data points per grid level used to measure the step scale of the ``calibrated`` schedule.
 CALIBRATION_POINTS = 512
@@ -72,6 +74,16 @@ class DMMD(NoiseConditionalMethod):
 
     def build_extra(self, feature_dim: int) -> dict[str, nn.Module]:
         c = self.config
+        #: input coordinates at the front of the features (feature_kernel = "sum"; 0: the joint kernel)
+        self.skip_dims = 0
+        if c.feature_kernel == "sum":
+            skip = getattr(self.backbone, "skip", None)
+            self.skip_dims = skip.extra_dims() if skip is not None else 0
+            if not self.skip_dims or self.kernel.is_linear:
+                raise ConfigError(
+                    "feature_kernel = 'sum' needs a backbone with an input skip (backbone.input_skip > 0: the mlp and "
+                    "conv backbones) and a non-linear base kernel such as 'rbf'."
+                )
         if self.width_aware:
             width = NoiseWidth(c.width_model, c.width_levels, c.width_init if c.width_init > 0 else 1.0)
             if not c.learn_width:
@@ -102,8 +114,15 @@ class DMMD(NoiseConditionalMethod):
         """The base kernel of every group (``t`` ``[G]``), with the live (trained) width."""
         if self.width_aware:
             h = self._width(t, ema=False)
-            return [self.kernel.at_width(h[i]) for i in range(len(t))]
-        return [self.kernel] * len(t)
+            return [self._composed(self.kernel.at_width(h[i]), 1.0) for i in range(len(t))]
+        return [self._composed(self.kernel, 1.0)] * len(t)
+
+    def _composed(self, kernel: Any, learned_weight: float) -> Any:
+        """``kernel`` (one level's base kernel) on the features as ``feature_kernel`` says (``"sum"``: plus
+        ``learned_weight`` times the linear kernel on the learned features)."""
+        if not self.skip_dims:
+            return kernel
+        return SkipSumKernel(kernel, self.skip_dims, _LINEAR, learned_weight)
 
     def _div(self, kernel: Any) -> MMD:
         """The configured MMD on ``kernel`` (one noise level's kernel)."""
@@ -132,11 +151,14 @@ class DMMD(NoiseConditionalMethod):
         return super().widths(t)
 
     def _kernel_at(self, t: float, ema: bool) -> Any:
+        """The kernel the sampler uses at noise level ``t`` (width of the EMA or live net; ``feature_kernel =
+        "sum"``: the learned kernel at ``sampler.learned_weight``)."""
+        weight = self.config.sampler.learned_weight
         if not self.width_aware:
-            return self.kernel
+            return self._composed(self.kernel, weight)
         with torch.no_grad():
             h = self._width(torch.tensor([t], device=self.device), ema)[0]
-        return self.kernel.at_width(h)
+        return self._composed(self.kernel.at_width(h), weight)
 
     # -- statistics ---------------------------------------------------------------------------------------------
     @torch.no_grad()

@@ -25,7 +25,9 @@ from torch import Tensor
 
 from gflowzoo.api import ConfigError
 
-__all__ = ["Level", "ParticleFlow", "calibrated_fractions", "cap_moves", "plan_levels", "resolve_step_rule"]
+__all__ = [
+    "Level", "ParticleFlow", "bounded_repulsion", "calibrated_fractions", "cap_moves", "plan_levels", "resolve_step_rule",
+]
 
 #: Automatic step sizes per schedule (``step_size = 0``): width2 -> 10 (the CPU study's oracle value, eta = 10 h^2);
 #: otherwise 0.3 for the exact/hybrid flow and 1.0 for the approximate one (the study's best digits settings).
@@ -236,3 +238,35 @@ def cap_moves(before: Tensor, after: Tensor, limit: float) -> Tensor:
     norm = move.flatten(1).norm(dim=1).clamp_min(1e-30)
     factor = (limit / norm).clamp(max=1.0).view(-1, *([1] * (move.dim() - 1)))
     return before + move * factor
+
+
+#: ``terms(z_eval, level, source) -> (p, q)``: the two kernel-mean terms of an MMD witness ``w = p - q`` at every
+#: particle (``[n]`` each): ``p(z) = mean_i k(z, x_i)`` over the target (data) and ``q(z) = mean_j k(z, y_j)`` over the
+#: source (``source`` as for :data:`WitnessFn`).
+TermsFn = Callable[[Tensor, Level, Any], tuple[Tensor, Tensor]]
+
+
+def bounded_repulsion(terms: TermsFn) -> WitnessFn:
+    """The witness of ``sampler.bounded_repulsion``: ``w(z) = p(z) - min(1, p(z) / q(z)) q(z)``, the ratio held
+    constant (no gradient through it), so the particles move along
+
+        ``grad p - grad q``            where ``p >= q`` (the MMD field, unchanged), and
+        ``p grad log(p / q)``          where ``q > p``.
+
+    A particle in the tail of the particle cloud has ``q >> p`` (at early levels the cloud is wider than the smoothed
+    data, and its smoothed density decays more slowly): there the MMD field ``grad p - grad q`` is dominated by the
+    repulsion from the bulk and points *away* from the data (toy-8gaussians: particles starting at ``|z| ~ 3.5-4.4``
+    pushed to ``|z| ~ 5.7``, 2.7 data radii away, in the first 30 levels; later levels' kernels no longer reach them).
+    Bounding the repulsion by the data's kernel mass keeps the direction of the log density ratio, so such a
+    particle moves toward the data, with a speed ``p |grad log(p / q)|`` no larger than the attraction alone.
+    It is not a pull toward single data points: the field stays zero where ``p = q`` and the attraction is never
+    amplified (an isolated particle far from the data is moved no faster than by ``grad p``)."""
+
+    def witness(z: Tensor, level: Level, source: Any) -> Tensor:
+        p, q = terms(z, level, source)
+        pd, qd = p.detach(), q.detach()
+        # 1 where p >= q (q <= 0 included: a kernel with a linear part); p / q in [0, 1) where q > p
+        ratio = torch.where(qd > pd, pd.clamp_min(0.0) / qd.clamp_min(torch.finfo(qd.dtype).tiny), torch.ones_like(qd))
+        return p - ratio * q
+
+    return witness
