@@ -19,17 +19,15 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from gflowzoo.api import MMD, ConfigError, LinearKernel, WidthAwareKernel
+from gflowzoo.api import MMD, ConfigError, WidthAwareKernel
 
 from .base import NoiseConditionalMethod
 from .config import ADMMDConfig, ADMMDEConfig, DMMDConfig
-from .critic import NoiseWidth, SkipSumKernel, field_sums, fit_from_sums, mmd_group_losses
+from .critic import NoiseWidth, SkipSumKernel, field_sums, fit_from_sums, group_kernel, mmd_group_losses
 from .flow import Level
 from .presets import dmmd_preset
 
 __all__ = ["ADMMD", "ADMMDE", "CALIBRATION_POINTS", "DMMD"]
-
-_LINEAR = LinearKernel()
 
 #: Noisy data points per grid level used to measure the step scale of the ``calibrated`` schedule.
 CALIBRATION_POINTS = 512
@@ -122,7 +120,7 @@ class DMMD(NoiseConditionalMethod):
         ``learned_weight`` times the linear kernel on the learned features)."""
         if not self.skip_dims:
             return kernel
-        return SkipSumKernel(kernel, self.skip_dims, _LINEAR, learned_weight)
+        return SkipSumKernel(kernel, self.skip_dims, group_kernel("linear"), learned_weight)
 
     def _div(self, kernel: Any) -> MMD:
         """The configured MMD on ``kernel`` (one noise level's kernel)."""
@@ -299,6 +297,28 @@ class DMMD(NoiseConditionalMethod):
             return f.mean(0, keepdim=True) if linear else f
 
         return witness_fn, particle_source, lambda level: fixed[level.k]
+
+    def witness_terms(self, plan: list[Level]) -> Any:
+        """``terms(z, level, source) -> (p, q)`` (:data:`gflowzoo_dmmd.flow.TermsFn`): the data and particle kernel
+        means of the sampling witness (``p - q``), for ``sampler.bounded_repulsion``: the same features, clean
+        reference targets and per-level kernels as :meth:`make_witness`. Needs a non-linear base kernel (a linear
+        kernel's terms are inner products, not kernel densities)."""
+        if self.kernel.is_linear:
+            raise ConfigError(
+                "sampler.bounded_repulsion needs a non-linear base kernel (e.g. kernel='rbf'); this run's is linear."
+            )
+        ema = self.config.sampler.use_ema
+        net, _ = self._net(ema)
+        targets = {lv.k: self.stats["ref_clean"][lv.k].to(self.device) for lv in plan}
+        kernels = {lv.k: self._kernel_at(lv.t, ema) for lv in plan}
+
+        def terms(z: Tensor, level: Level, source: Tensor | None) -> tuple[Tensor, Tensor]:
+            f = net(z, torch.full((z.shape[0],), level.t, device=z.device, dtype=z.dtype)).float()
+            src = f.detach() if source is None else source.float()  # fused interacting step: this forward pass
+            k = kernels[level.k]
+            return k.gram(f, targets[level.k]).mean(1), k.gram(f, src).mean(1)
+
+        return terms
 
     # -- diagnostics --------------------------------------------------------------------------------------------
     def diagnose_level(self, x: Tensor, y: Tensor, t: float, ema: bool) -> tuple[float, float]:

@@ -113,7 +113,10 @@ class ParticleSampler:
         plan = m.plan(stats)
         witness, particle_source, fixed_source = m.make_witness(plan)
         if s.bounded_repulsion:
-            witness = bounded_repulsion(self.witness_terms(plan))
+            terms = getattr(m, "witness_terms", None)
+            if terms is None:
+                raise ConfigError(f"sampler.bounded_repulsion needs an MMD critic (dmmd); {type(m).__name__} has none.")
+            witness = bounded_repulsion(terms(plan))
         box = s.box * float(stats.get("data_range", 1.0))
         flow = ParticleFlow(witness, particle_source, fixed_source, m.integrator, chunk=s.chunk, box=box,
                             max_move=s.max_move)
@@ -130,33 +133,6 @@ class ParticleSampler:
         if s.clamp_output and m.data.kind == "image":
             x = x.clamp(-1.0, 1.0)
         return x.detach()
-
-    def witness_terms(self, plan: list[Level]) -> Any:
-        """``terms(z, level, source) -> (p, q)`` (:data:`gflowzoo_dmmd.flow.TermsFn`): the data and particle
-        kernel means of the method's witness, for ``sampler.bounded_repulsion``. The same features, targets (the
-        clean reference features ``ref_clean``) and per-level kernel as the method's ``make_witness``; needs a
-        non-linear base kernel (a linear kernel's terms are inner products, not kernel densities)."""
-        m = self.method
-        ema = m.config.sampler.use_ema
-        kernel_at = getattr(m, "_kernel_at", None)
-        if kernel_at is None or getattr(getattr(m, "kernel", None), "is_linear", True):
-            raise ConfigError(
-                f"sampler.bounded_repulsion needs an MMD critic with a non-linear base kernel (e.g. dmmd with "
-                f"kernel='rbf'); {type(m).__name__} with this config has none."
-            )
-        net, _ = m._net(ema)
-        stats = m.stats
-        dev = m.device
-        targets = {lv.k: stats["ref_clean"][lv.k].to(dev) for lv in plan}
-        kernels = {lv.k: kernel_at(lv.t, ema) for lv in plan}
-
-        def terms(z: Tensor, level: Level, source: Tensor | None) -> tuple[Tensor, Tensor]:
-            f = net(z, torch.full((z.shape[0],), level.t, device=z.device, dtype=z.dtype)).float()
-            src = f.detach() if source is None else source.float()  # fused interacting step: this forward pass
-            k = kernels[level.k]
-            return k.gram(f, targets[level.k]).mean(1), k.gram(f, src).mean(1)
-
-        return terms
 
     def chunks(self, z: Tensor) -> list[Tensor]:
         """``z`` split into the sampler's chunks (``sampler.chunk`` particles; 0: one chunk)."""

@@ -83,7 +83,7 @@ def test_dmmd_witness_terms_match_the_witness_and_sampling_runs(build):
     m.finalize(torch.Generator())
     plan = m.plan(m.stats)
     witness, _, _ = m.make_witness(plan)
-    terms = m.sampler.witness_terms(plan)
+    terms = m.witness_terms(plan)
     z, src = torch.randn(5, 2), torch.randn(8, 2)
     fsrc = m._net(True)[0](src, torch.full((8,), plan[1].t))
     p, q = terms(z, plan[1], fsrc)
