@@ -78,8 +78,9 @@ def test_compare_time_budget_includes_in_training_evaluations(gauss, tmp_path): 
     assert 2.0 <= wall < 2.5 and run["eval_seconds_in_training"] > 0
     log = [json.loads(x) for x in (out / "runs" / "gauss-seed0" / "metrics.jsonl").read_text().splitlines()]
     evals = [e for e in log if "eval/mmd" in e]
-    # one after 1 s of training, one as late as it still ends within the budget
-    assert len(evals) == 2 and evals[0]["time"] >= 1.0 and evals[-1]["time"] > 1.5
+    # one after 1 s of training, one as late as it still ends within the budget (and, where that closing one ran
+    # much faster than the estimate, as on a loaded machine whose first evaluation was slow, one more that still fits)
+    assert len(evals) in (2, 3) and evals[0]["time"] >= 1.0 and evals[-1]["time"] > 1.5
     assert all(e["time"] + e["eval/seconds"] <= 2.0 and e["eval/n"] == 500 for e in evals)
 
 

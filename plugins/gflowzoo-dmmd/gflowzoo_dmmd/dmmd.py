@@ -72,15 +72,18 @@ class DMMD(NoiseConditionalMethod):
 
     def build_extra(self, feature_dim: int) -> dict[str, nn.Module]:
         c = self.config
-        #: input coordinates at the front of the features (feature_kernel = "sum"; 0: the joint kernel)
+        #: input coordinates at the front of the features (the sum kernel; 0: the joint kernel)
         self.skip_dims = 0
-        if c.feature_kernel == "sum":
+        if c.feature_kernel != "joint":
             skip = getattr(self.backbone, "skip", None)
-            self.skip_dims = skip.extra_dims() if skip is not None else 0
-            if not self.skip_dims or self.kernel.is_linear:
+            skip_dims = skip.extra_dims() if skip is not None else 0
+            if skip_dims and not self.kernel.is_linear:
+                self.skip_dims = skip_dims
+            elif c.feature_kernel == "sum":
                 raise ConfigError(
                     "feature_kernel = 'sum' needs a backbone with an input skip (backbone.input_skip > 0: the mlp and "
-                    "conv backbones) and a non-linear base kernel such as 'rbf'."
+                    "conv backbones) and a non-linear base kernel such as 'rbf'; feature_kernel = 'auto' (the digits "
+                    "and MNIST presets) falls back to 'joint' where it cannot apply."
                 )
         if self.width_aware:
             width = NoiseWidth(c.width_model, c.width_levels, c.width_init if c.width_init > 0 else 1.0)
@@ -298,15 +301,17 @@ class DMMD(NoiseConditionalMethod):
 
         return witness_fn, particle_source, lambda level: fixed[level.k]
 
+    def bounded_repulsion_applies(self) -> bool:
+        """Whether ``sampler.bounded_repulsion`` applies: not with a linear base kernel, whose witness terms are inner
+        products, not kernel densities (the toy presets set the flag, and ``--set kernel=linear`` on them samples
+        with the plain field)."""
+        return not self.kernel.is_linear
+
     def witness_terms(self, plan: list[Level]) -> Any:
         """``terms(z, level, source) -> (p, q)`` (:data:`gflowzoo_dmmd.flow.TermsFn`): the data and particle kernel
         means of the sampling witness (``p - q``), for ``sampler.bounded_repulsion``: the same features, clean
-        reference targets and per-level kernels as :meth:`make_witness`. Needs a non-linear base kernel (a linear
-        kernel's terms are inner products, not kernel densities)."""
-        if self.kernel.is_linear:
-            raise ConfigError(
-                "sampler.bounded_repulsion needs a non-linear base kernel (e.g. kernel='rbf'); this run's is linear."
-            )
+        reference targets and per-level kernels as :meth:`make_witness` (a non-linear base kernel only, see
+        :meth:`bounded_repulsion_applies`)."""
         ema = self.config.sampler.use_ema
         net, _ = self._net(ema)
         targets = {lv.k: self.stats["ref_clean"][lv.k].to(self.device) for lv in plan}

@@ -92,6 +92,10 @@ def _toy(variant: str) -> dict[str, Any]:
             # is a floor: toy-moons MMD 0.0056 with 1,024 reference points, 0.0004 with 4,096 (session 6)
             "levels": 100, "particles": 2500, "n_ref": 4096, "integrator": "euler",
             "step_schedule": "width2", "step_size": 10.0, "max_move": 1.0,
+            # the tail: with the plain MMD field a few particles end far from every data point (2,500 particles:
+            # farthest 1.5-2.8 data radii over the five toys), with the bounded repulsion 0.05-0.20, modes, share
+            # within 3 std and MMD unchanged (benchmarks/bench_dmmd_toys.py, session 8)
+            "bounded_repulsion": True,
         },
         # frozen features: the steps only exercise the loop. The exact sampler moves all 2,500 particles anyway, so
         # the scatter plots show them all.
@@ -100,40 +104,49 @@ def _toy(variant: str) -> dict[str, Any]:
 
 
 #: Noise-adaptive RBF recipe per image data set: (width_min, step_size of eta_k = step_size * h_k^2, cpu-quick steps,
-#: whether cpu-quick trains the learned features). Both keep them frozen at zero (docs/dmmd-what-we-learned.md):
-#: on MNIST (1,000 samples, lenet-mnist) features trained for 20 minutes with the flow term gave KID 3.76 / FID 83.0
-#: against KID 0.80 / FID 37.3 for the frozen noise-adaptive kernel; on digits 1,500 trained steps gave KID 0.227
-#: +- 0.019, level with the frozen kernel (0.228 +- 0.019), and longer training broke the flow (in-training KID 0.31
-#: at 3,000 steps, 3.7 at 4,500, 13.2 at 13,500).
-_RBF_IMAGE = {"digits": (0.1, 1.0, 100, False), "mnist": (0.1, 4.0, 200, False), "fashion-mnist": (0.1, 4.0, 200, False)}
+#: whether cpu-quick trains the learned features). Trained features use the sum kernel ``k_h(x, x') + <phi, phi'>``
+#: (docs/dmmd-what-we-learned.md, sessions 7-8), sampled with ``sampler.learned_weight`` of the learned part.
+#: Measured, same sampler (NFE 250): digits (500 samples, net-digits) KID 0.227 +- 0.019 for the frozen kernel,
+#: 0.056 +- 0.009 after the preset's 1,500 trained steps, 0.042 +- 0.008 after 6,000; MNIST (1,000 samples,
+#: lenet-mnist) 0.612 +- 0.024 frozen, 0.356 +- 0.020 after the preset's 1,000 trained steps, 0.305 +- 0.021 after
+#: 3,000.
+_RBF_IMAGE = {"digits": (0.1, 1.0, 1500, True), "mnist": (0.1, 4.0, 1000, True), "fashion-mnist": (0.1, 4.0, 1000, True)}
 
 
 def _rbf_image(dataset: str, variant: str) -> dict[str, Any]:
     """digits and MNIST with the recipe of docs/dmmd-what-we-learned.md: the conv critic with an input skip, an RBF
     base kernel with the fixed width ``max(sigma_t, width_min) * sqrt(d)``, exact sampler with
-    ``eta_k = step_size * h_k^2``. ``cpu-quick`` keeps the learned features frozen at zero (see :data:`_RBF_IMAGE`:
-    trained ones added nothing or broke the flow); ``paper`` trains them with the flow-alignment term, unmeasured at
-    GPU scale. Measured on digits (net-digits extractor, 500 samples): frozen features KID 0.228, FID 9.7; features
-    trained 5 minutes with the flow term: KID 0.217 +- 0.018, FID 9.3; without the flow term: KID 9.84, FID 69.4; a
-    linear-kernel critic: KID 0.523, FID 23.2."""
+    ``eta_k = step_size * h_k^2``. Where the features train (``paper``, and ``cpu-quick`` where :data:`_RBF_IMAGE`
+    says so) the critic is the sum kernel ``k_h(x, x') + <phi(x, t), phi(x', t)>`` with the flow-alignment term
+    (``lambda_flow = 5`` on 16 noisy points a group), sampled with ``sampler.learned_weight = 0.01``: the joint
+    kernel on ``[x, phi]`` only sharpened the input kernel and broke the flow with training (digits KID 0.227 at
+    1,500 steps, 3.7 at 4,500), the sum keeps improving (0.056-0.061 at 1,500 steps, 0.048 at 3,000, 0.041 at
+    6,000).
+    Where they do not train, the features are frozen at zero and the critic is the noise-adaptive kernel alone."""
     width_min, step, quick_steps, quick_trains = _RBF_IMAGE[dataset]
     train = variant == "paper" or quick_trains
     out = _image(dataset, variant)
-    out["backbone"].update(input_skip=1.0, skip_head_gain=0.1 if train else 0.0)
+    out["backbone"].update(input_skip=1.0, skip_head_gain=1.0 if train else 0.0)
     if variant != "paper":
-        out["run"]["steps"] = quick_steps  # frozen features: the steps only exercise the loop
-    else:
-        # the flow term's double backward over 16 noisy points per group instead of the whole batch: measured 8x
-        # faster steps (digits paper preset on the CPU: 20.5 s -> 2.5 s; the term alone had cost 88 % of the step)
-        out["flow_samples"] = 16
+        out["run"]["steps"] = quick_steps
     out.update(kernel="rbf", width_prior="sigma", learn_width=False, width_init=1.0, width_min=width_min,
                lambda_flow=5.0 if train else 0.0)
+    if train:
+        # the flow term's double backward over 16 noisy points per group instead of the whole batch: measured 8x
+        # faster steps (digits paper preset on the CPU: 20.5 s -> 2.5 s; the term alone had cost 88 % of the step)
+        # and a better critic at equal steps (digits 1,500 steps: KID 0.069 -> 0.061)
+        out.update(feature_kernel="auto", flow_samples=16)  # the sum kernel, "joint" where it cannot apply
     # max_move: each particle moves at most one kernel width per step. Measured: MNIST (frozen, 1,000 samples,
     # lenet-mnist) KID 0.812 +- 0.025 -> 0.612 +- 0.024, FID 37.1 either way; digits: never binds (same samples)
     out["sampler"].update(
         integrator="euler", step_schedule="width2", step_size=step, n_ref=1000,
         particles=1000 if variant == "paper" else 500, max_move=1.0,
     )
+    if train:
+        # the learned field's share when sampling: digits KID 0.067-0.069 from 0.01 to 0.15 after 1,500 steps, 0.042
+        # / 0.041 / 0.044 at 0.01 / 0.03 / 0.1 after 6,000; MNIST 0.338 / 0.305 / 0.343 / 0.362 at 0.003 / 0.01 /
+        # 0.03 / 0.1; at 0.3 and above it overpowers the kernel's repulsion (digits 0.29 at 0.3, 0.55 at 1)
+        out["sampler"]["learned_weight"] = 0.01
     if variant != "paper":
         out["sampler"]["levels"] = 50  # NFE 250 (the MNIST step measurements used T = 50)
     return out
@@ -151,7 +164,9 @@ def _latent(variant: str) -> dict[str, Any]:
     out = _toy(variant)
     # n_ref stays at 1,024 here: 4,096 gave the same samples within noise (MNIST, 1,000 samples: KID 0.042 +- 0.011
     # against 0.038 +- 0.008, FID 1.89 against 1.93) at 2.7x the sampling time (session 6)
-    out["sampler"] = {**out["sampler"], "particles": 1000, "n_ref": 1024}
+    # bounded_repulsion off: on MNIST codes it gave KID 0.034 +- 0.008 / FID 2.14 / 3.5 % near-copies against 0.038 +-
+    # 0.008 / 1.93 / 2.4 % without (the autoencoder's reconstructions: 3.2 %), no gain and closer to the training set
+    out["sampler"] = {**out["sampler"], "particles": 1000, "n_ref": 1024, "bounded_repulsion": False}
     out["run"] = {**out["run"], "grid_size": 64}
     return out
 
@@ -184,7 +199,8 @@ def dkale_preset(dataset: str, variant: str) -> dict[str, Any]:
     """``dkale``: the DMMD presets without the exact-sampler settings (its sampler never interacts) and with the
     training length of a critic that must learn everything (:data:`_DKALE_STEPS`)."""
     out = dmmd_preset(dataset, variant)
-    for key in ("kernel", "width_prior", "learn_width", "width_init", "width_min", "lambda_flow"):  # DMMD-only
+    for key in ("kernel", "width_prior", "learn_width", "width_init", "width_min", "lambda_flow", "flow_samples",
+                "feature_kernel"):  # DMMD-only
         out.pop(key, None)
     if isinstance(out.get("backbone"), dict):
         out["backbone"].pop("input_skip", None)  # the KALE critic is a scalar head, not a kernel on features

@@ -74,7 +74,18 @@ class ParticleSampler:
             "variant": s.variant, "nfe": sum(lv.steps for lv in plan), "particles": s.particles,
             "levels": s.levels, "steps_per_level": s.steps_per_level, "step_size": eta0, "step_schedule": sched,
             "chunk": s.chunk or s.particles,
-        }
+        } | ({"bounded_repulsion": True} if self._bounded() else {})
+
+    def _bounded(self) -> bool:
+        """Whether this sampling uses ``sampler.bounded_repulsion``: the flag set and a critic where it applies
+        (:meth:`gflowzoo_dmmd.dmmd.DMMD.bounded_repulsion_applies`: not with a linear base kernel)."""
+        m = self.method
+        if not m.config.sampler.bounded_repulsion:
+            return False
+        applies = getattr(m, "bounded_repulsion_applies", None)
+        if applies is None:
+            raise ConfigError(f"sampler.bounded_repulsion needs an MMD critic (dmmd); {type(m).__name__} has none.")
+        return bool(applies())
 
     @contextlib.contextmanager
     def cheap_sampler(self, n: int) -> Iterator[dict[str, Any]]:
@@ -112,11 +123,8 @@ class ParticleSampler:
         stats = m.statistics.ensure(m.schedule.grid(s.levels))
         plan = m.plan(stats)
         witness, particle_source, fixed_source = m.make_witness(plan)
-        if s.bounded_repulsion:
-            terms = getattr(m, "witness_terms", None)
-            if terms is None:
-                raise ConfigError(f"sampler.bounded_repulsion needs an MMD critic (dmmd); {type(m).__name__} has none.")
-            witness = bounded_repulsion(terms(plan))
+        if self._bounded():
+            witness = bounded_repulsion(m.witness_terms(plan))
         box = s.box * float(stats.get("data_range", 1.0))
         flow = ParticleFlow(witness, particle_source, fixed_source, m.integrator, chunk=s.chunk, box=box,
                             max_move=s.max_move)

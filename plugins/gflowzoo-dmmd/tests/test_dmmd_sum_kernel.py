@@ -78,6 +78,20 @@ def test_a_sum_without_an_input_kernel_is_one_sentence(build, sets, match):
         build("dmmd", "toy-8gaussians", *TINY, "feature_kernel=sum", *sets)
 
 
+@pytest.mark.parametrize("sets, skip_dims", [
+    ([], 2),  # toy-8gaussians: two input coordinates at the front of the features
+    (["kernel=linear"], 0),
+    (["backbone.input_skip=0.0"], 0),
+])
+def test_auto_is_the_sum_where_it_applies_and_joint_elsewhere(build, sets, skip_dims):
+    """``feature_kernel = "auto"`` (the digits and MNIST presets): a preset with ``--set kernel=linear`` or a backbone
+    without an input skip still builds, with the joint kernel, where ``"sum"`` refuses."""
+    m = build("dmmd", "toy-8gaussians", *TINY, "feature_kernel=auto", "backbone.skip_head_gain=1.0", *sets)
+    assert m.skip_dims == skip_dims
+    # the kernel the sampler meets: the sum (input kernel + weighted linear kernel) or the base kernel alone
+    assert isinstance(m._kernel_at(0.5, ema=False), SkipSumKernel) == bool(skip_dims)
+
+
 def test_a_negative_learned_weight_is_refused(build):
     with pytest.raises(ConfigError, match="learned_weight"):
         build("dmmd", "toy-8gaussians", *TINY, "feature_kernel=sum", "sampler.learned_weight=-1")

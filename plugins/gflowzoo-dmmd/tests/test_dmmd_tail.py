@@ -3,10 +3,8 @@ data is pushed away from the data by the plain MMD field and pulled toward it by
 
 from __future__ import annotations
 
-import pytest
 import torch
 
-from gflowzoo.errors import ConfigError
 from gflowzoo_dmmd.flow import Level, ParticleFlow, bounded_repulsion
 
 #: a small untrained toy critic with the RBF base kernel (see test_dmmd_sampler.py)
@@ -92,9 +90,17 @@ def test_dmmd_witness_terms_match_the_witness_and_sampling_runs(build):
     assert torch.isfinite(x).all() and x.shape == (8, 2)
 
 
-def test_bounded_repulsion_needs_a_non_linear_kernel(build):
-    m = build("dmmd", "toy-8gaussians", *RBF_TOY, 'kernel="linear"', "sampler.bounded_repulsion=true",
-              'sampler.step_schedule="sigma"')
-    m.finalize(torch.Generator())
-    with pytest.raises(ConfigError, match="bounded_repulsion"):
-        m.sample(4, torch.Generator().manual_seed(0))
+def test_bounded_repulsion_is_reported_and_left_out_with_a_linear_kernel(build):
+    """The toy presets set the flag; with ``--set kernel=linear`` (terms that are inner products, not densities) the
+    sampler uses the plain field, the same samples as without the flag, and its sampling info says which applied."""
+    linear = [*RBF_TOY, 'kernel="linear"', 'sampler.step_schedule="sigma"']
+    on = build("dmmd", "toy-8gaussians", *linear, "sampler.bounded_repulsion=true")
+    off = build("dmmd", "toy-8gaussians", *linear, "sampler.bounded_repulsion=false")
+    off.load_state_dict(on.state_dict())
+    for m in (on, off):
+        m.finalize(torch.Generator().manual_seed(0))
+    torch.testing.assert_close(on.sample(6, torch.Generator().manual_seed(0)),
+                               off.sample(6, torch.Generator().manual_seed(0)))
+    assert "bounded_repulsion" not in on.sampling_info()
+    rbf = build("dmmd", "toy-8gaussians", *RBF_TOY, "sampler.bounded_repulsion=true")
+    assert rbf.sampling_info()["bounded_repulsion"] is True

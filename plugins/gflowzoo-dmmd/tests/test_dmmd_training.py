@@ -259,12 +259,19 @@ def test_skip_feature_rms_holds_the_learned_part_at_a_fixed_scale(registry):
 
 
 def test_dkale_keeps_training_where_the_dmmd_preset_freezes_its_features(registry):
-    """The cpu-quick DMMD presets freeze the learned features (a short loop); dkale's critic has nothing frozen to
-    fall back on, so its presets keep a real training length."""
+    """The toy cpu-quick DMMD preset freezes the learned features (a short loop); dkale's critic has nothing frozen to
+    fall back on, so its presets keep a real training length. On digits both train: DMMD with the sum kernel and the
+    flow term, and neither DMMD-only option reaches dkale's config."""
     from gflowzoo.session import resolve
 
-    for dataset in ("toy-8gaussians", "digits"):
-        dmmd = resolve(registry, "dmmd", dataset, preset="cpu-quick")
-        dkale = resolve(registry, "dkale", dataset, preset="cpu-quick")
-        assert dmmd.model.backbone["skip_head_gain"] == 0.0 and dmmd.model.lambda_flow == 0.0
-        assert dkale.run.steps >= 1000 > dmmd.run.steps
+    dmmd = resolve(registry, "dmmd", "toy-8gaussians", preset="cpu-quick")
+    dkale = resolve(registry, "dkale", "toy-8gaussians", preset="cpu-quick")
+    assert dmmd.model.backbone["skip_head_gain"] == 0.0 and dmmd.model.lambda_flow == 0.0
+    assert dkale.run.steps >= 1000 > dmmd.run.steps
+
+    dmmd = resolve(registry, "dmmd", "digits", preset="cpu-quick")
+    dkale = resolve(registry, "dkale", "digits", preset="cpu-quick")
+    assert dmmd.model.feature_kernel == "auto" and dmmd.model.backbone["skip_head_gain"] == 1.0
+    assert dmmd.model.lambda_flow > 0 and 0 < dmmd.model.sampler.learned_weight < 1
+    assert dmmd.run.steps >= 1000 and dkale.run.steps >= 1000
+    assert not hasattr(dkale.model, "feature_kernel")
