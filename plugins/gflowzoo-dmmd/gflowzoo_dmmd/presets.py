@@ -131,11 +131,6 @@ def _rbf_image(dataset: str, variant: str) -> dict[str, Any]:
         out["run"]["steps"] = quick_steps
     out.update(kernel="rbf", width_prior="sigma", learn_width=False, width_init=1.0, width_min=width_min,
                lambda_flow=5.0 if train else 0.0)
-    if train:
-        # the flow term's double backward over 16 noisy points per group instead of the whole batch: measured 8x
-        # faster steps (digits paper preset on the CPU: 20.5 s -> 2.5 s; the term alone had cost 88 % of the step)
-        # and a better critic at equal steps (digits 1,500 steps: KID 0.069 -> 0.061)
-        out.update(feature_kernel="auto", flow_samples=16)  # the sum kernel, "joint" where it cannot apply
     # max_move: each particle moves at most one kernel width per step. Measured: MNIST (frozen, 1,000 samples,
     # lenet-mnist) KID 0.812 +- 0.025 -> 0.612 +- 0.024, FID 37.1 either way; digits: never binds (same samples)
     out["sampler"].update(
@@ -143,10 +138,11 @@ def _rbf_image(dataset: str, variant: str) -> dict[str, Any]:
         particles=1000 if variant == "paper" else 500, max_move=1.0,
     )
     if train:
-        # the learned field's share when sampling: digits KID 0.067-0.069 from 0.01 to 0.15 after 1,500 steps, 0.042
-        # / 0.041 / 0.044 at 0.01 / 0.03 / 0.1 after 6,000; MNIST 0.338 / 0.305 / 0.343 / 0.362 at 0.003 / 0.01 /
-        # 0.03 / 0.1; at 0.3 and above it overpowers the kernel's repulsion (digits 0.29 at 0.3, 0.55 at 1)
-        out["sampler"]["learned_weight"] = 0.01
+        # the flow term's double backward over 16 noisy points per group instead of the whole batch: measured 8x
+        # faster steps (digits paper preset on the CPU: 20.5 s -> 2.5 s; the term alone had cost 88 % of the step)
+        # and a better critic at equal steps (digits 1,500 steps: KID 0.069 -> 0.061). The sampler adds the learned
+        # kernel at sampler.learned_weight's default share, 0.01 (its measurements are in gflowzoo_dmmd.config)
+        out.update(feature_kernel="auto", flow_samples=16)  # the sum kernel, "joint" where it cannot apply
     if variant != "paper":
         out["sampler"]["levels"] = 50  # NFE 250 (the MNIST step measurements used T = 50)
     return out
